@@ -1,0 +1,138 @@
+"""Settings: the only place that reads the environment. Fails fast, naming the bad key.
+
+Every key has the ECMO_ prefix. PROMETHEUS_MULTIPROC_DIR keeps its standard name because
+prometheus_client itself reads it at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path = REPO_MODELS_DIR
+    """Directory of <name>/<version>/manifest.json; mount a hospital's models here."""
+    default_versions: dict[str, str] = field(default_factory=dict)
+    """name=version pins; otherwise the highest version present is the default."""
+    max_batch: int = 1000
+    """Most patients one batch request may carry."""
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Request bodies above this get 413."""
+    ffp_ml_per_unit: float | None = None
+    """mL per FFP bag; unset means FFP given in units is rejected."""
+    log_level: str = "INFO"
+    multiproc_dir: Path | None = None
+    """PROMETHEUS_MULTIPROC_DIR: set under gunicorn with several workers."""
+    # gunicorn (read by service/gunicorn_conf.py through this same loader)
+    bind: str = "127.0.0.1:8000"
+    workers: int = 2
+    threads: int = 1
+    timeout: int = 30
+    graceful_timeout: int = 30
+    keepalive: int = 5
+    # CDS Hooks
+    public_base_url: str | None = None
+    """Base URL the EHR calls (for the JWT audience) when behind a proxy; else the request URL."""
+    cds_jwt_required: bool = False
+    cds_jwks_file: Path | None = None
+    cds_jwks_urls: tuple[str, ...] = ()
+    """Allowlisted JWK Set URLs (a token's jku must be one of them)."""
+    cds_allowed_issuers: tuple[str, ...] = ()
+    cds_clock_skew_seconds: int = 60
+    fhir_mapping_dir: Path | None = None
+    """Per-model FHIR-to-feature mapping files; unset means the shipped defaults."""
+
+
+def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key}={raw!r} is not an integer") from exc
+    if not low <= value <= high:
+        raise ConfigError(f"{key}={value} must be between {low} and {high}")
+    return value
+
+
+def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key}={raw!r} is not a boolean (true/false)")
+
+
+def _list(env: Mapping[str, str], key: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in env.get(key, "").split(",") if p.strip())
+
+
+def _path(env: Mapping[str, str], key: str) -> Path | None:
+    raw = env.get(key)
+    return Path(raw) if raw else None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    pins: dict[str, str] = {}
+    for item in _list(env, "ECMO_DEFAULT_VERSIONS"):
+        name, sep, version = item.partition("=")
+        if not sep or not name or not version:
+            raise ConfigError(f"ECMO_DEFAULT_VERSIONS item {item!r} is not name=version")
+        pins[name.strip()] = version.strip()
+    ffp_raw = env.get("ECMO_FFP_ML_PER_UNIT")
+    ffp: float | None = None
+    if ffp_raw:
+        try:
+            ffp = float(ffp_raw)
+        except ValueError as exc:
+            raise ConfigError(f"ECMO_FFP_ML_PER_UNIT={ffp_raw!r} is not a number") from exc
+        if not 50 <= ffp <= 1000:
+            raise ConfigError("ECMO_FFP_ML_PER_UNIT must be between 50 and 1000 mL")
+    log_level = env.get("ECMO_LOG_LEVEL", "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"ECMO_LOG_LEVEL={log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+    cds_jwt_required = _bool(env, "ECMO_CDS_JWT_REQUIRED", False)
+    jwks_file = _path(env, "ECMO_CDS_JWKS_FILE")
+    jwks_urls = _list(env, "ECMO_CDS_JWKS_URLS")
+    issuers = _list(env, "ECMO_CDS_ALLOWED_ISSUERS")
+    if cds_jwt_required and not (jwks_file or jwks_urls):
+        raise ConfigError("ECMO_CDS_JWT_REQUIRED needs ECMO_CDS_JWKS_FILE or ECMO_CDS_JWKS_URLS")
+    if cds_jwt_required and not issuers:
+        raise ConfigError("ECMO_CDS_JWT_REQUIRED needs ECMO_CDS_ALLOWED_ISSUERS")
+    return Settings(
+        model_dir=Path(env.get("ECMO_MODEL_DIR") or REPO_MODELS_DIR),
+        default_versions=pins,
+        max_batch=_int(env, "ECMO_MAX_BATCH", 1000, 1, 100_000),
+        max_body_bytes=_int(env, "ECMO_MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+        ffp_ml_per_unit=ffp,
+        log_level=log_level,
+        multiproc_dir=_path(env, "PROMETHEUS_MULTIPROC_DIR"),
+        bind=env.get("ECMO_BIND") or "127.0.0.1:8000",
+        workers=_int(env, "ECMO_WORKERS", 2, 1, 64),
+        threads=_int(env, "ECMO_THREADS", 1, 1, 64),
+        timeout=_int(env, "ECMO_TIMEOUT", 30, 1, 3600),
+        graceful_timeout=_int(env, "ECMO_GRACEFUL_TIMEOUT", 30, 1, 3600),
+        keepalive=_int(env, "ECMO_KEEPALIVE", 5, 0, 3600),
+        public_base_url=env.get("ECMO_PUBLIC_BASE_URL") or None,
+        cds_jwt_required=cds_jwt_required,
+        cds_jwks_file=jwks_file,
+        cds_jwks_urls=jwks_urls,
+        cds_allowed_issuers=issuers,
+        cds_clock_skew_seconds=_int(env, "ECMO_CDS_CLOCK_SKEW_SECONDS", 60, 0, 600),
+        fhir_mapping_dir=_path(env, "ECMO_FHIR_MAPPING_DIR"),
+    )

@@ -1,0 +1,165 @@
+"""manifest.json: what sits beside every artifact, and the checks that make it trustworthy.
+
+The training command writes it; the registry reads it before it touches the pickle. Parsing is
+strict: a manifest that lacks a field or has one of the wrong type is refused with a message that
+names the field, so a hand-edited or truncated manifest never reaches readiness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from service.errors import ArtifactRejected
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_VERSION = 1
+CDS_INDICATORS = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True)
+class RiskBand:
+    name: str
+    lower: float
+    upper: float
+    cds_indicator: str
+    description: str
+
+    def contains(self, p: float) -> bool:
+        return self.lower <= p < self.upper or (self.upper == 1.0 and p == 1.0)
+
+
+@dataclass(frozen=True)
+class ManifestFeature:
+    name: str
+    label: str
+    unit: str
+    type: str
+    derivation_range: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class SelfTest:
+    features: dict[str, float]
+    expected_probability: float
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    kind: str
+    version: str
+    artifact_file: str
+    artifact_sha256: str
+    runtime: dict[str, str]
+    features: tuple[ManifestFeature, ...]
+    risk_bands: tuple[RiskBand, ...]
+    self_tests: tuple[SelfTest, ...]
+    card_file: str | None
+    raw: dict[str, Any]
+    """The whole document, served as-is by the manifest endpoint."""
+
+    def band_for(self, p: float) -> RiskBand:
+        for band in self.risk_bands:
+            if band.contains(p):
+                return band
+        raise ValueError(f"probability {p} is in no risk band")  # bands are checked at load
+
+
+def _get(doc: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str = "") -> Any:
+    if key not in doc:
+        raise ArtifactRejected(f"manifest field {where}{key} is missing")
+    value = doc[key]
+    if not isinstance(value, typ) or (isinstance(value, bool) and bool not in _as_tuple(typ)):
+        raise ArtifactRejected(f"manifest field {where}{key} has the wrong type")
+    return value
+
+
+def _as_tuple(typ: type | tuple[type, ...]) -> tuple[type, ...]:
+    return typ if isinstance(typ, tuple) else (typ,)
+
+
+def _pair(value: Any, where: str) -> tuple[float, float]:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        raise ArtifactRejected(f"manifest field {where} must be [low, high]")
+    return float(value[0]), float(value[1])
+
+
+def parse_manifest(doc: Any) -> Manifest:
+    if not isinstance(doc, dict):
+        raise ArtifactRejected("manifest is not a JSON object")
+    if _get(doc, "manifest_version", int) != MANIFEST_VERSION:
+        raise ArtifactRejected(f"manifest_version must be {MANIFEST_VERSION}")
+    artifact = _get(doc, "artifact", dict)
+    runtime = _get(doc, "runtime", dict)
+    features = []
+    for i, f in enumerate(_get(doc, "features", list)):
+        w = f"features[{i}]."
+        features.append(
+            ManifestFeature(
+                name=_get(f, "name", str, w),
+                label=_get(f, "label", str, w),
+                unit=_get(f, "unit", str, w),
+                type=_get(f, "type", str, w),
+                derivation_range=_pair(_get(f, "derivation_range", list, w), w + "derivation_range"),
+            )
+        )
+    bands = []
+    for i, b in enumerate(_get(doc, "risk_bands", list)):
+        w = f"risk_bands[{i}]."
+        indicator = _get(b, "cds_indicator", str, w)
+        if indicator not in CDS_INDICATORS:
+            raise ArtifactRejected(f"manifest field {w}cds_indicator must be one of {CDS_INDICATORS}")
+        bands.append(
+            RiskBand(
+                name=_get(b, "name", str, w),
+                lower=float(_get(b, "lower", (int, float), w)),
+                upper=float(_get(b, "upper", (int, float), w)),
+                cds_indicator=indicator,
+                description=_get(b, "description", str, w),
+            )
+        )
+    _check_bands(bands)
+    tests = []
+    for i, t in enumerate(_get(doc, "self_tests", list)):
+        w = f"self_tests[{i}]."
+        feats = _get(t, "features", dict, w)
+        tests.append(
+            SelfTest(
+                features={k: float(v) for k, v in feats.items()},
+                expected_probability=float(_get(t, "expected_probability", (int, float), w)),
+            )
+        )
+    if not tests:
+        raise ArtifactRejected("manifest has no self_tests: a model that cannot be checked is not served")
+    card = doc.get("card")
+    return Manifest(
+        name=_get(doc, "name", str),
+        kind=_get(doc, "kind", str),
+        version=_get(doc, "version", str),
+        artifact_file=_get(artifact, "file", str, "artifact."),
+        artifact_sha256=_get(artifact, "sha256", str, "artifact.").lower(),
+        runtime={k: str(v) for k, v in runtime.items()},
+        features=tuple(features),
+        risk_bands=tuple(bands),
+        self_tests=tuple(tests),
+        card_file=card if isinstance(card, str) else None,
+        raw=doc,
+    )
+
+
+def _check_bands(bands: list[RiskBand]) -> None:
+    if not bands:
+        raise ArtifactRejected("manifest has no risk_bands")
+    edge = 0.0
+    for band in bands:
+        if band.lower != edge or band.upper <= band.lower:
+            raise ArtifactRejected("risk_bands must be ordered, contiguous and cover 0 to 1")
+        edge = band.upper
+    if edge != 1.0:
+        raise ArtifactRejected("risk_bands must be ordered, contiguous and cover 0 to 1")

@@ -1,0 +1,79 @@
+"""predict(model, resolved inputs) -> Prediction with exact additive log-odds contributions."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from service.core.inputs import InputWarning, Resolved
+from service.core.linear import expit
+from service.core.manifest import RiskBand
+from service.core.registry import LoadedModel
+
+
+@dataclass(frozen=True)
+class Contribution:
+    feature: str
+    label: str
+    value: float
+    unit: str
+    log_odds: float
+
+    @property
+    def direction(self) -> str:
+        if self.log_odds > 0:
+            return "raises"
+        if self.log_odds < 0:
+            return "lowers"
+        return "neutral"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    model: LoadedModel
+    probability: float
+    log_odds: float
+    baseline_log_odds: float
+    band: RiskBand
+    contributions: tuple[Contribution, ...]
+    """Sorted by magnitude, largest first."""
+    derived: dict[str, float]
+    warnings: tuple[InputWarning, ...]
+
+
+def predict(model: LoadedModel, resolved: Resolved) -> Prediction:
+    linear = model.linear
+    x = resolved.features
+    terms = linear.contributions(x)
+    log_odds = linear.baseline + math.fsum(terms)
+    probability = expit(log_odds)
+    features = model.manifest.features
+    contributions = sorted(
+        (
+            Contribution(f.name, f.label, v, f.unit, t)
+            for f, v, t in zip(features, x, terms, strict=True)
+        ),
+        key=lambda c: -abs(c.log_odds),
+    )
+    warnings = list(resolved.warnings)
+    for f, v in zip(features, x, strict=True):
+        low, high = f.derivation_range
+        if not low <= v <= high:
+            warnings.append(
+                InputWarning(
+                    f.name,
+                    "extrapolation",
+                    f"{f.label} {v:.4g} {f.unit} lies outside the derivation cohort's range "
+                    f"{low:.4g} to {high:.4g}; the prediction is an extrapolation",
+                )
+            )
+    return Prediction(
+        model=model,
+        probability=probability,
+        log_odds=log_odds,
+        baseline_log_odds=linear.baseline,
+        band=model.manifest.band_for(probability),
+        contributions=tuple(contributions),
+        derived=resolved.derived,
+        warnings=tuple(warnings),
+    )

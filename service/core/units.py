@@ -1,0 +1,78 @@
+"""The unit table: canonical unit, accepted alternatives and their factors, per quantity.
+
+Everything here is a whitelist. A unit that is not listed is rejected, never guessed (a U vs mU
+mix-up in vasopressin is a 1000x error, multiplied by 10,000 in the VIS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UnitRule:
+    factor: float
+    """Multiply the given value by this to get the canonical unit."""
+    per_weight: bool = False
+    """True when the unit is per patient (e.g. ug/min): divide by body weight in kg as well."""
+
+
+_RATE_UG = {
+    "ug/kg/min": UnitRule(1.0),
+    "mcg/kg/min": UnitRule(1.0),
+    "ug/min": UnitRule(1.0, per_weight=True),
+    "mcg/min": UnitRule(1.0, per_weight=True),
+    "mg/h": UnitRule(1000.0 / 60.0, per_weight=True),
+}
+_RATE_VASOPRESSIN = {
+    "U/kg/min": UnitRule(1.0),
+    "[U]/kg/min": UnitRule(1.0),
+    "U/min": UnitRule(1.0, per_weight=True),
+    "[U]/min": UnitRule(1.0, per_weight=True),
+    "U/h": UnitRule(1.0 / 60.0, per_weight=True),
+    "[U]/h": UnitRule(1.0 / 60.0, per_weight=True),
+    "mU/kg/min": UnitRule(1.0 / 1000.0),
+    "m[U]/kg/min": UnitRule(1.0 / 1000.0),
+    "mU/min": UnitRule(1.0 / 1000.0, per_weight=True),
+    "m[U]/min": UnitRule(1.0 / 1000.0, per_weight=True),
+}
+
+# quantity -> (canonical unit, {accepted unit: rule})
+UNITS: dict[str, tuple[str, dict[str, UnitRule]]] = {
+    "lactate": (
+        "mmol/L",
+        {"mmol/L": UnitRule(1.0), "mg/dL": UnitRule(1.0 / 9.008), "umol/L": UnitRule(1.0 / 1000.0)},
+    ),
+    "catecholamine_rate": ("ug/kg/min", _RATE_UG),
+    "vasopressin_rate": ("U/kg/min", _RATE_VASOPRESSIN),
+    "body_weight": ("kg", {"kg": UnitRule(1.0), "[lb_av]": UnitRule(0.4536), "lb": UnitRule(0.4536)}),
+    "platelets": (
+        "10*9/L",
+        {
+            "10*9/L": UnitRule(1.0),
+            "10*3/uL": UnitRule(1.0),
+            "/nL": UnitRule(1.0),
+            # Not UCUM ("K" is kelvin there) but what many lab systems print; an explicit synonym.
+            "K/uL": UnitRule(1.0),
+            "/uL": UnitRule(1.0 / 1000.0),
+        },
+    ),
+    "ffp_volume": ("mL", {"mL": UnitRule(1.0), "L": UnitRule(1000.0)}),
+}
+
+FFP_UNIT_CODES = ("{unit}", "[iU]", "unit", "units")
+"""FFP given in bags: accepted only when ECMO_FFP_ML_PER_UNIT is configured."""
+
+
+def accepted_units(quantity: str, ffp_ml_per_unit: float | None = None) -> list[str]:
+    units = list(UNITS[quantity][1])
+    if quantity == "ffp_volume" and ffp_ml_per_unit:
+        units.extend(FFP_UNIT_CODES)
+    return units
+
+
+def unit_rule(quantity: str, unit: str, ffp_ml_per_unit: float | None = None) -> UnitRule | None:
+    rule = UNITS[quantity][1].get(unit)
+    if rule is None and quantity == "ffp_volume" and ffp_ml_per_unit and unit in FFP_UNIT_CODES:
+        return UnitRule(ffp_ml_per_unit)
+    return rule

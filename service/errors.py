@@ -1,0 +1,64 @@
+"""Domain exceptions. No HTTP imports: api/errors.py maps each class to a status in one table.
+
+Hierarchy:
+    ServiceError
+    ├── MalformedRequest   the body is not a JSON document of the expected shape (400)
+    ├── InvalidInput       well-formed, but a value breaks a clinical rule (422)
+    ├── UnknownModel       no such model or version (404)
+    ├── ModelNotReady      the model exists but failed verification or self-test (503)
+    └── ArtifactRejected   raised by the registry while loading; never reaches a client
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One failing field: a dotted path into the request, what was wrong, and what is allowed."""
+
+    path: str
+    message: str
+    rule: str
+    allowed: str | None = None
+
+    def prefixed(self, prefix: str) -> FieldError:
+        path = f"{prefix}.{self.path}" if self.path else prefix
+        return FieldError(path, self.message, self.rule, self.allowed)
+
+
+class ServiceError(Exception):
+    code = "service_error"
+    title = "Service error"
+
+    def __init__(self, detail: str, errors: Sequence[FieldError] = ()) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = list(errors)
+
+
+class MalformedRequest(ServiceError):
+    code = "malformed_request"
+    title = "Malformed request"
+
+
+class InvalidInput(ServiceError):
+    code = "invalid_input"
+    title = "Invalid input"
+
+
+class UnknownModel(ServiceError):
+    code = "unknown_model"
+    title = "Unknown model"
+
+
+class ModelNotReady(ServiceError):
+    code = "model_not_ready"
+    title = "Model not ready"
+
+
+class ArtifactRejected(ServiceError):
+    code = "artifact_rejected"
+    title = "Artifact rejected"
