@@ -6,6 +6,10 @@ Hierarchy:
     ├── InvalidInput       well-formed, but a value breaks a clinical rule (422)
     ├── UnknownModel       no such model or version (404)
     ├── ModelNotReady      the model exists but failed verification or self-test (503)
+    ├── InvalidClinicalData  a CDS Hooks prefetch resource is malformed or unusable (400)
+    ├── MissingClinicalData  a CDS Hooks call lacks data a model needs; we never query FHIR (412)
+    ├── UnknownCdsService    no CDS service with that id (404)
+    ├── Unauthorized         the CDS client's JWT is missing or fails verification (401)
     └── ArtifactRejected   raised by the registry while loading; never reaches a client
 """
 
@@ -62,3 +66,29 @@ class ModelNotReady(ServiceError):
 class ArtifactRejected(ServiceError):
     code = "artifact_rejected"
     title = "Artifact rejected"
+
+
+class InvalidClinicalData(ServiceError):
+    """A prefetched FHIR resource is malformed or carries a value the input rules refuse."""
+
+    code = "invalid_clinical_data"
+    title = "Invalid clinical data"
+
+
+class MissingClinicalData(ServiceError):
+    """Data a model needs is absent from the prefetch (and this service does not query FHIR)."""
+
+    code = "missing_clinical_data"
+    title = "Required clinical data missing"
+
+
+class UnknownCdsService(ServiceError):
+    code = "unknown_cds_service"
+    title = "Unknown CDS service"
+
+
+class Unauthorized(ServiceError):
+    """The caller's bearer token is missing or failed verification; detail says why."""
+
+    code = "unauthorized"
+    title = "Unauthorized"
