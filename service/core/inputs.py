@@ -83,7 +83,9 @@ class _Collector:
             hint = ""
             if rule.quantity == "ffp_volume" and not self.ffp_ml_per_unit:
                 hint = " (FFP in units needs ECMO_FFP_ML_PER_UNIT configured)"
-            self.error(f"{path}.unit", f"unknown unit {unit!r} for {rule.label}{hint}", "unit", allowed)
+            self.error(
+                f"{path}.unit", f"unknown unit {unit!r} for {rule.label}{hint}", "unit", allowed
+            )
             return math.nan
         canonical = value * conv.factor
         if conv.per_weight:
@@ -98,7 +100,11 @@ class _Collector:
             if math.isnan(weight_kg):
                 return math.nan  # the weight itself was reported as an error
             canonical /= weight_kg
-        shown = f"{value:g} {unit}" if unit == rule.unit else f"{value:g} {unit} (= {canonical:.4g} {rule.unit})"
+        shown = (
+            f"{value:g} {unit}"
+            if unit == rule.unit
+            else f"{value:g} {unit} (= {canonical:.4g} {rule.unit})"
+        )
         return self.number(f"{path}.value", canonical, rule, shown)
 
 
@@ -115,10 +121,14 @@ def _vis(c: _Collector, path: str, infusions: Mapping[str, Any], weight: float |
     return c.number(path, total, specs.VIS_RULE, f"computed VIS {total:.4g}")
 
 
-def _resolve_weaning(c: _Collector, inputs: Mapping[str, Any]) -> tuple[list[float], dict[str, float]]:
+def _resolve_weaning(
+    c: _Collector, inputs: Mapping[str, Any]
+) -> tuple[list[float], dict[str, float]]:
     weight: float | None = None
     if inputs.get("body_weight") is not None:
-        weight = c.quantity("body_weight", inputs["body_weight"], specs.INPUT_RULES["body_weight"], None)
+        weight = c.quantity(
+            "body_weight", inputs["body_weight"], specs.INPUT_RULES["body_weight"], None
+        )
     vis: dict[str, float] = {}
     for t in ("0h", "24h"):
         if inputs.get(f"vis_{t}") is not None:
@@ -161,10 +171,14 @@ def _resolve_ich(c: _Collector, inputs: Mapping[str, Any]) -> tuple[list[float],
             "grey_matter_hu", float(inputs["grey_matter_hu"]), specs.INPUT_RULES["grey_matter_hu"]
         )
         white = c.number(
-            "white_matter_hu", float(inputs["white_matter_hu"]), specs.INPUT_RULES["white_matter_hu"]
+            "white_matter_hu",
+            float(inputs["white_matter_hu"]),
+            specs.INPUT_RULES["white_matter_hu"],
         )
         ratio = grey / white if white else math.nan
-        gwr = c.number("grey_matter_hu", ratio, specs.INPUT_RULES["gwr"], f"GWR {ratio:.3g} (grey/white HU)")
+        gwr = c.number(
+            "grey_matter_hu", ratio, specs.INPUT_RULES["gwr"], f"GWR {ratio:.3g} (grey/white HU)"
+        )
         derived["gwr"] = gwr
     stroke = 1.0 if inputs["stroke_history"] else 0.0
     ffp = c.quantity("ffp_volume", inputs["ffp_volume"], specs.INPUT_RULES["ffp_volume"], None)

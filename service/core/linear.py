@@ -40,10 +40,14 @@ def from_pipeline(model: Any, feature_names: Sequence[str]) -> LinearForm:
     """Extract the linear form, refusing anything that is not the expected two-step pipeline."""
     steps = getattr(model, "steps", None)
     if not isinstance(steps, list) or len(steps) != 2:
-        raise ArtifactRejected("artifact is not a two-step Pipeline (StandardScaler, LogisticRegression)")
+        raise ArtifactRejected(
+            "artifact is not a two-step Pipeline (StandardScaler, LogisticRegression)"
+        )
     scaler, clf = steps[0][1], steps[1][1]
     if type(scaler).__name__ != "StandardScaler" or type(clf).__name__ != "LogisticRegression":
-        raise ArtifactRejected("artifact is not a two-step Pipeline (StandardScaler, LogisticRegression)")
+        raise ArtifactRejected(
+            "artifact is not a two-step Pipeline (StandardScaler, LogisticRegression)"
+        )
     names = getattr(scaler, "feature_names_in_", None)
     if names is None:
         raise ArtifactRejected("artifact does not record its feature names")

@@ -106,7 +106,9 @@ def parse_manifest(doc: Any) -> Manifest:
                 label=_get(f, "label", str, w),
                 unit=_get(f, "unit", str, w),
                 type=_get(f, "type", str, w),
-                derivation_range=_pair(_get(f, "derivation_range", list, w), w + "derivation_range"),
+                derivation_range=_pair(
+                    _get(f, "derivation_range", list, w), w + "derivation_range"
+                ),
             )
         )
     bands = []
@@ -114,7 +116,9 @@ def parse_manifest(doc: Any) -> Manifest:
         w = f"risk_bands[{i}]."
         indicator = _get(b, "cds_indicator", str, w)
         if indicator not in CDS_INDICATORS:
-            raise ArtifactRejected(f"manifest field {w}cds_indicator must be one of {CDS_INDICATORS}")
+            raise ArtifactRejected(
+                f"manifest field {w}cds_indicator must be one of {CDS_INDICATORS}"
+            )
         bands.append(
             RiskBand(
                 name=_get(b, "name", str, w),
@@ -136,7 +140,9 @@ def parse_manifest(doc: Any) -> Manifest:
             )
         )
     if not tests:
-        raise ArtifactRejected("manifest has no self_tests: a model that cannot be checked is not served")
+        raise ArtifactRejected(
+            "manifest has no self_tests: a model that cannot be checked is not served"
+        )
     card = doc.get("card")
     return Manifest(
         name=_get(doc, "name", str),

@@ -82,7 +82,9 @@ def load_version(version_dir: Path) -> LoadedModel:
     manifest = parse_manifest(doc)
     kind = MODEL_KINDS.get(manifest.kind)
     if kind is None:
-        raise ArtifactRejected(f"unknown model kind {manifest.kind!r}; known: {sorted(MODEL_KINDS)}")
+        raise ArtifactRejected(
+            f"unknown model kind {manifest.kind!r}; known: {sorted(MODEL_KINDS)}"
+        )
     names = [f.name for f in manifest.features]
     if names != list(kind.feature_names):
         raise ArtifactRejected(
@@ -105,7 +107,9 @@ def load_version(version_dir: Path) -> LoadedModel:
     try:
         estimator = joblib.load(artifact)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not served"
-        raise ArtifactRejected(f"artifact could not be loaded: {type(exc).__name__}: {exc}") from exc
+        raise ArtifactRejected(
+            f"artifact could not be loaded: {type(exc).__name__}: {exc}"
+        ) from exc
     linear = from_pipeline(estimator, names)
     for i, test in enumerate(manifest.self_tests):
         try:
@@ -177,7 +181,9 @@ class Registry:
                 raise UnknownModel(f"model {name} has no version {version}; versions: {versions}")
             raise UnknownModel(f"no model named {name!r}; models: {known}")
         if status.model is None:
-            raise ModelNotReady(f"model {status.name} {status.version} is not served: {status.reason}")
+            raise ModelNotReady(
+                f"model {status.name} {status.version} is not served: {status.reason}"
+            )
         return status.model
 
 

@@ -136,12 +136,8 @@ WEANING = ModelKind(
             Bounds(-1, 1),
             Bounds(-1, 1),
         ),
-        FeatureSpec(
-            "apache_ii", "APACHE II", "points", "integer", Bounds(0, 71), Bounds(5, 50)
-        ),
-        FeatureSpec(
-            "vis_24h", "VIS at 24 h", "score", "float", Bounds(0, 600), Bounds(0, 250)
-        ),
+        FeatureSpec("apache_ii", "APACHE II", "points", "integer", Bounds(0, 71), Bounds(5, 50)),
+        FeatureSpec("vis_24h", "VIS at 24 h", "score", "float", Bounds(0, 600), Bounds(0, 250)),
         FeatureSpec(
             "lactate_24h", "lactate at 24 h", "mmol/L", "float", Bounds(0.1, 30), Bounds(0.5, 20)
         ),

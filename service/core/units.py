@@ -45,7 +45,10 @@ UNITS: dict[str, tuple[str, dict[str, UnitRule]]] = {
     ),
     "catecholamine_rate": ("ug/kg/min", _RATE_UG),
     "vasopressin_rate": ("U/kg/min", _RATE_VASOPRESSIN),
-    "body_weight": ("kg", {"kg": UnitRule(1.0), "[lb_av]": UnitRule(0.4536), "lb": UnitRule(0.4536)}),
+    "body_weight": (
+        "kg",
+        {"kg": UnitRule(1.0), "[lb_av]": UnitRule(0.4536), "lb": UnitRule(0.4536)},
+    ),
     "platelets": (
         "10*9/L",
         {

@@ -1,0 +1,25 @@
+"""HTTP adapters. Each module exposes a blueprint factory that receives its dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, Flask
+
+from service.api.deps import Deps
+from service.api.health import create_health_blueprint
+from service.api.metrics import create_metrics_blueprint
+from service.api.models import create_models_blueprint
+from service.api.predict import create_predict_blueprint
+
+BLUEPRINT_FACTORIES: tuple[Callable[[Deps], Blueprint], ...] = (
+    create_health_blueprint,
+    create_metrics_blueprint,
+    create_models_blueprint,
+    create_predict_blueprint,
+)
+
+
+def register_blueprints(app: Flask, deps: Deps) -> None:
+    for factory in BLUEPRINT_FACTORIES:
+        app.register_blueprint(factory(deps))

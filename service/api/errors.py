@@ -1,0 +1,112 @@
+"""One error shape for every failure: RFC 9457 problem+json plus `code`, `errors` and `request_id`.
+
+    {"type", "title", "status", "detail", "code", "errors": [{"path", "message", "rule", "allowed"?}], "request_id"}
+
+Domain exceptions map to a status in ERROR_STATUS; werkzeug's HTTPExceptions (404, 405, 413, 415, ...)
+keep their own status; anything else is a 500 whose traceback goes to the log, never to the client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from flask import Flask, Response, g
+from werkzeug.exceptions import HTTPException
+
+from service.errors import (
+    ArtifactRejected,
+    FieldError,
+    InvalidInput,
+    MalformedRequest,
+    ModelNotReady,
+    ServiceError,
+    UnknownModel,
+)
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("ecmo.errors")
+
+ERROR_STATUS: dict[type[ServiceError], int] = {
+    MalformedRequest: 400,
+    UnknownModel: 404,
+    InvalidInput: 422,
+    ModelNotReady: 503,
+    ArtifactRejected: 503,
+}
+
+
+def status_for(exc: ServiceError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]
+    return 500
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: Sequence[FieldError] = (),
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "errors": [
+            {
+                k: v
+                for k, v in (
+                    ("path", e.path),
+                    ("message", e.message),
+                    ("rule", e.rule),
+                    ("allowed", e.allowed),
+                )
+                if v is not None
+            }
+            for e in errors
+        ],
+        "request_id": g.get("request_id", ""),
+    }
+    body.update(extra)
+    return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON, headers=headers)
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError) -> Response:
+        return problem(status_for(exc), exc.code, exc.title, exc.detail, exc.errors)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        headers = {}
+        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        errors: list[FieldError] = getattr(exc, "field_errors", [])
+        return problem(
+            status,
+            _snake(type(exc).__name__),
+            exc.name,
+            exc.description or exc.name,
+            errors,
+            headers=headers or None,
+        )
+
+    @app.errorhandler(Exception)
+    def _unhandled(exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": g.get("request_id", "")})
+        return problem(
+            500, "internal_error", "Internal Server Error", "the service failed; see its logs"
+        )

@@ -1,0 +1,94 @@
+"""create_app(): the one composition root. Nothing runs at import.
+
+gunicorn calls it as 'service.app:create_app()'; tests call it with their own Settings and models.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry
+
+from service import __version__
+from service.api import register_blueprints
+from service.api.deps import Deps
+from service.api.errors import register_error_handlers
+from service.config import Settings, load_settings
+from service.core.registry import Registry
+from service.logs import configure_logging
+from service.telemetry import create_metrics
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+UNMETERED = ("/metrics", "/health/live", "/health/ready")
+
+log = logging.getLogger("ecmo.app")
+access_log = logging.getLogger("ecmo.access")
+
+
+def create_app(settings: Settings | None = None, registry: Registry | None = None) -> Flask:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    registry = registry or Registry.load(settings.model_dir, settings.default_versions)
+    metrics = create_metrics(CollectorRegistry(auto_describe=True))
+    deps = Deps(settings=settings, registry=registry, metrics=metrics)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    served = [(m.name, m.version, m.sha256) for s in registry.statuses if (m := s.model)]
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        metrics.mark_models(served)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers["Server-Timing"] = f"app;dur={elapsed * 1000:.3f}"
+        if route not in UNMETERED:
+            metrics.requests.labels(
+                route=route, method=request.method, status=str(response.status_code)
+            ).inc()
+            metrics.latency.labels(route=route, method=request.method).observe(elapsed)
+        access_log.info(
+            "request",
+            extra={
+                "request_id": g.get("request_id", ""),
+                "method": request.method,
+                "route": route,
+                "status": response.status_code,
+                "latency_ms": round(elapsed * 1000, 3),
+                "model": g.get("model"),
+            },
+        )
+        return response
+
+    register_blueprints(app, deps)
+    register_error_handlers(app)
+    app.extensions["ecmo"] = deps
+
+    for status in registry.statuses:
+        if status.ready:
+            log.info("model ready", extra={"model": status.name, "version": status.version})
+        else:
+            log.error(
+                "model not served",
+                extra={"model": status.name, "version": status.version, "reason": status.reason},
+            )
+    log.info(
+        "service started",
+        extra={
+            "version": __version__,
+            "ready": registry.ready,
+            "multiprocess_metrics": settings.multiproc_dir is not None,
+        },
+    )
+    return app

@@ -1,0 +1,67 @@
+"""gunicorn settings and hooks. Used as: gunicorn -c service/gunicorn_conf.py 'service.app:create_app()'
+
+Values come from the same load_settings() as the app (ECMO_* variables), so there is one
+configuration surface. Models load once in the master (preload) and are shared by fork.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# gunicorn executes this file by path, so the repository root may not be on sys.path yet.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from service.config import load_settings  # noqa: E402
+
+_settings = load_settings()
+
+bind = _settings.bind
+workers = _settings.workers
+threads = _settings.threads
+worker_class = "gthread" if _settings.threads > 1 else "sync"
+timeout = _settings.timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.keepalive
+preload_app = True
+# Gunicorn's own access log would duplicate ours (service.logging writes one JSON line a request).
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+# The heartbeat file must live on a tmpfs (a read-only root filesystem in Kubernetes has none else).
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    # prometheus_client reads this at import, and the app is imported after this file runs, so
+    # setting it here still counts as "before import". An explicit value from the shell wins.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ecmo-prom-")
+
+
+def on_starting(server: Any) -> None:
+    """Wipe the multiprocess directory: files left by an earlier run would be counted again."""
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    if directory.exists():
+        for child in directory.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def on_reload(server: Any) -> None:
+    """SIGHUP: rebuild the app in the master (re-reading the model directory) before new workers fork.
+
+    With preload_app gunicorn would otherwise keep serving the app it built at start.
+    """
+    server.app.callable = server.app.load()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

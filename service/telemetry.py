@@ -1,0 +1,89 @@
+"""Prometheus metrics: created per app against an injected registry; multiprocess-aware.
+
+Label values are bounded: route templates (never raw paths), model names and versions from the
+manifests, risk band names, and field paths from our own schemas (unknown caller-chosen keys are
+folded into "<unknown>"). No label ever carries a patient value.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (1.0,)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    predictions: Counter
+    probability: Histogram
+    validation_errors: Counter
+    model_info: Gauge
+    cds_feedback: Counter
+    _info_pid: int = field(default=0)
+
+    def mark_models(self, models: list[tuple[str, str, str]]) -> None:
+        """Set model_info once per process (the gauge is per live process in multiprocess mode)."""
+        pid = os.getpid()
+        if self._info_pid == pid:
+            return
+        self._info_pid = pid
+        for name, version, sha in models:
+            self.model_info.labels(name=name, version=version, sha256=sha).set(1)
+
+
+def create_metrics(registry: CollectorRegistry) -> Metrics:
+    return Metrics(
+        registry=registry,
+        requests=Counter(
+            "ecmo_http_requests",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=registry,
+        ),
+        latency=Histogram(
+            "ecmo_http_request_duration_seconds",
+            "Time spent answering a request, by route template and method.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        predictions=Counter(
+            "ecmo_predictions",
+            "Patients scored, by model, version and risk band (a batch counts each patient).",
+            ["model", "version", "band"],
+            registry=registry,
+        ),
+        probability=Histogram(
+            "ecmo_predicted_probability",
+            "Predicted probabilities per model and version, for watching drift.",
+            ["model", "version"],
+            buckets=PROBABILITY_BUCKETS,
+            registry=registry,
+        ),
+        validation_errors=Counter(
+            "ecmo_validation_errors",
+            "Rejected input fields by model and field path (batch indices removed).",
+            ["model", "field"],
+            registry=registry,
+        ),
+        model_info=Gauge(
+            "ecmo_model_info",
+            "Models served by this process: 1 per name, version and artifact sha256.",
+            ["name", "version", "sha256"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        ),
+        cds_feedback=Counter(
+            "ecmo_cds_feedback",
+            "CDS Hooks card feedback received, by service id and outcome.",
+            ["service", "outcome"],
+            registry=registry,
+        ),
+    )
