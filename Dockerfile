@@ -10,9 +10,7 @@
 # tests/deploy/test_image_cmd.py parses ENV, CMD and HEALTHCHECK from this file and runs them
 # against real gunicorn, so keep them on one line each.
 
-ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
-
-FROM ${PYTHON_IMAGE} AS build
+FROM python:3.11.7-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 COPY pyproject.toml ./
@@ -22,7 +20,7 @@ RUN python -m venv /opt/venv \
     && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
 
-FROM ${PYTHON_IMAGE} AS runtime
+FROM python:3.11.7-slim-bookworm AS runtime
 LABEL org.opencontainers.image.title="ecmo-risk-service" \
       org.opencontainers.image.description="Calibrated ECMO risk predictions (VA-ECMO weaning, ICH)"
 # Numeric UID/GID so Kubernetes can verify runAsNonRoot without resolving a user name.
