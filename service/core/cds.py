@@ -1,0 +1,186 @@
+"""CDS Hooks: prefetch -> prediction -> cards (CDS Hooks 2.0 "CDS Service Response").
+
+assess() runs a service's FHIR mapping, then the same resolve() and predict() as the JSON API, so
+a card's probability equals the JSON API's for the same patient. cards() turns the Prediction into
+card dicts: summary < 140 characters with probability and risk band, indicator from the model's
+manifest (risk_bands[].cds_indicator), Markdown detail with the contributing factors, their values,
+units and observation times, source naming the model and linking its card, a uuid and
+overrideReasons. Optional fields are omitted, never null (CDS Hooks "Use of JSON").
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from service.core.fhir import ExtractedInput, Extraction, ServiceMapping, extract
+from service.core.inputs import resolve
+from service.core.predictor import Prediction, predict
+from service.core.registry import LoadedModel
+from service.errors import InvalidClinicalData, InvalidInput
+
+SUMMARY_MAX = 139
+"""CDS Hooks: summary "<140 characters"."""
+
+OVERRIDE_REASON_SYSTEM = "urn:ecmo-risk-service:cds-override-reason"
+OVERRIDE_REASONS: tuple[tuple[str, str], ...] = (
+    ("data-incorrect", "Input data are outdated or incorrect"),
+    ("outside-intended-use", "Patient is outside the model's intended population"),
+    ("clinical-judgement", "Clinical assessment differs from the prediction"),
+    ("already-addressed", "Already taken into account in the care plan"),
+)
+EXTENSION_KEY = "ecmo-risk-service"
+"""Card.extension member (CDS Hooks 2.0 "Extensions") with the exact probability and band."""
+
+FEATURE_INPUTS: dict[str, tuple[str, ...]] = {
+    "vrr": ("vis_0h", "vis_24h"),
+    "ffp_volume_ml": ("ffp_volume",),
+}
+"""Model feature -> the inputs it is computed from (default: the input of the same name)."""
+
+OUTCOME_PHRASE = {
+    "weaning": "successful weaning from VA-ECMO",
+    "ich": "intracranial hemorrhage",
+}
+
+
+@dataclass(frozen=True)
+class Assessment:
+    mapping: ServiceMapping
+    extraction: Extraction
+    prediction: Prediction
+
+
+def assess(
+    mapping: ServiceMapping,
+    model: LoadedModel,
+    prefetch: dict[str, Any] | None,
+    now: datetime,
+    ffp_ml_per_unit: float | None = None,
+) -> Assessment:
+    """Prefetch -> inputs -> resolve -> predict. Value errors are reported at their FHIR paths."""
+    extraction = extract(mapping, prefetch, now, ffp_ml_per_unit)
+    try:
+        resolved = resolve(model.kind, extraction.inputs, ffp_ml_per_unit)
+    except InvalidInput as exc:
+        raise InvalidClinicalData(
+            f"{len(exc.errors)} prefetched value(s) are not acceptable",
+            [extraction.locate(e) for e in exc.errors],
+        ) from exc
+    return Assessment(mapping, extraction, predict(model, resolved))
+
+
+def _pct(p: float) -> str:
+    pct = p * 100
+    if 0 < pct < 1:
+        return "<1%"
+    if 99 < pct < 100:
+        return ">99%"
+    return f"{pct:.0f}%"
+
+
+def summary(kind: str, title: str, p: float, band: str) -> str:
+    outcome = OUTCOME_PHRASE.get(kind, kind)
+    text = f"{title}: {_pct(p)} predicted probability of {outcome} ({band} risk band)"
+    if len(text) > SUMMARY_MAX:
+        text = f"{_pct(p)} predicted probability of {outcome} ({band})"
+    return text[:SUMMARY_MAX]
+
+
+def _time(t: datetime | None) -> str:
+    return t.strftime("%Y-%m-%d %H:%M UTC") if t is not None else "not recorded"
+
+
+def _observed(item: ExtractedInput) -> str:
+    if not item.sources:
+        return item.note or "none recorded"
+    if item.select == "any":
+        names = ", ".join(s.display for s in item.sources[:3])
+        return f"Condition: {names}" + (" …" if len(item.sources) > 3 else "")
+    if len(item.sources) == 1:
+        s = item.sources[0]
+        shown = f"{s.display}, " if s.unit else ""
+        return f"{shown}{_time(s.effective)} ({item.select})"
+    times = sorted(s.effective for s in item.sources if s.effective is not None)
+    span = f"{_time(times[0])} to {_time(times[-1])}" if times else "times not recorded"
+    return f"{item.select} of {len(item.sources)} observations, {span}"
+
+
+def _value(value: float, unit: str, feature: str) -> str:
+    if unit == "yes/no":
+        return "yes" if value >= 0.5 else "no"
+    if feature == "apache_ii":
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def detail(a: Assessment) -> str:
+    p = a.prediction
+    lines = [
+        f"**{_pct(p.probability)}** predicted probability of "
+        f"{OUTCOME_PHRASE.get(a.mapping.kind, a.mapping.kind)} "
+        f"(probability {p.probability:.4f}; risk band **{p.band.name}**: {p.band.description}).",
+        "",
+        "Contributing factors, largest first (log-odds relative to the derivation cohort's "
+        "average patient):",
+        "",
+        "| Factor | Value | Unit | Effect | Data used (observation time) |",
+        "|---|---|---|---|---|",
+    ]
+    for c in p.contributions:
+        sources = [
+            a.extraction.extracted[i]
+            for i in FEATURE_INPUTS.get(c.feature, (c.feature,))
+            if i in a.extraction.extracted
+        ]
+        observed = "; ".join(f"{s.label}: {_observed(s)}" for s in sources) or "—"
+        unit = "" if c.unit == "yes/no" else c.unit
+        lines.append(
+            f"| {_md_cell(c.label)} | {_value(c.value, c.unit, c.feature)} | {_md_cell(unit)} | "
+            f"{c.direction} risk ({c.log_odds:+.2f}) | {_md_cell(observed)} |"
+        )
+    if p.warnings:
+        lines += ["", "**Check before use:**", ""]
+        lines += [f"- {w.message}" for w in p.warnings]
+    lines += [
+        "",
+        f"Model {p.model.name} {p.model.version}; inputs were read only from the data the EHR "
+        "prefetched (this service does not query FHIR servers).",
+    ]
+    return "\n".join(lines)
+
+
+def cards(
+    a: Assessment, card_url: str, new_uuid: Callable[[], str] | None = None
+) -> list[dict[str, Any]]:
+    """One card per prediction; card_url is the model card (GET /v1/models/{name}/card)."""
+    p = a.prediction
+    make_uuid = new_uuid or (lambda: str(uuid.uuid4()))
+    card: dict[str, Any] = {
+        "uuid": make_uuid(),
+        "summary": summary(a.mapping.kind, a.mapping.title, p.probability, p.band.name),
+        "indicator": p.band.cds_indicator,
+        "detail": detail(a),
+        "source": {"label": f"{p.model.name} model {p.model.version}", "url": card_url},
+        "overrideReasons": [
+            {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display}
+            for code, display in OVERRIDE_REASONS
+        ],
+        "extension": {
+            EXTENSION_KEY: {
+                "model": p.model.name,
+                "version": p.model.version,
+                "probability": p.probability,
+                "risk_band": p.band.name,
+                "warnings": [w.code for w in p.warnings],
+            }
+        },
+    }
+    return [card]
