@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from flask import Request
-from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from service.errors import FieldError, MalformedRequest
 
@@ -46,11 +46,25 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def read_json(request: Request) -> Any:
     if request.mimetype not in JSON_TYPES:
-        exc = UnsupportedMediaType(
-            f"send the body as application/json (got {request.mimetype or 'no Content-Type'})"
-        )
+        got = request.mimetype or "no Content-Type"
+        exc = UnsupportedMediaType(f"send the body as application/json (got {got})")
+        exc.field_errors = [  # type: ignore[attr-defined]
+            FieldError("", f"Content-Type {got} is not JSON", "content_type", "application/json")
+        ]
         raise exc
-    raw = request.get_data(cache=False)
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge as exc:
+        limit = request.max_content_length
+        exc.field_errors = [  # type: ignore[attr-defined]
+            FieldError(
+                "",
+                "the body is larger than the service accepts",
+                "max_bytes",
+                f"at most {limit} bytes",
+            )
+        ]
+        raise
     if not raw.strip():
         raise MalformedRequest(
             "the request body is empty", [FieldError("", "expected a JSON object", "required")]

@@ -42,6 +42,10 @@ class StrictInteger(fields.Integer):
             raise self.make_error("invalid")
         if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
             raise self.make_error("invalid")
+        try:
+            float(value)  # 10**400 is a JSON integer, but no clinical rule can compare it
+        except OverflowError:
+            raise self.make_error("invalid") from None
         return int(value)
 
 
