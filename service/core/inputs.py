@@ -126,9 +126,12 @@ def _resolve_weaning(
 ) -> tuple[list[float], dict[str, float]]:
     weight: float | None = None
     if inputs.get("body_weight") is not None:
+        errors_before = len(c.errors)
         weight = c.quantity(
             "body_weight", inputs["body_weight"], specs.INPUT_RULES["body_weight"], None
         )
+        if len(c.errors) > errors_before:
+            weight = math.nan  # reported; dividing rates by it (0 kg) must not crash or repeat
     vis: dict[str, float] = {}
     for t in ("0h", "24h"):
         if inputs.get(f"vis_{t}") is not None:
