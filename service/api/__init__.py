@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from flask import Blueprint, Flask
 
+from service.api.cds_hooks import create_cds_blueprint
 from service.api.deps import Deps
 from service.api.health import create_health_blueprint
 from service.api.metrics import create_metrics_blueprint
@@ -17,6 +18,7 @@ BLUEPRINT_FACTORIES: tuple[Callable[[Deps], Blueprint], ...] = (
     create_metrics_blueprint,
     create_models_blueprint,
     create_predict_blueprint,
+    create_cds_blueprint,
 )
 
 

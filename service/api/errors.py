@@ -19,10 +19,14 @@ from werkzeug.exceptions import HTTPException
 from service.errors import (
     ArtifactRejected,
     FieldError,
+    InvalidClinicalData,
     InvalidInput,
     MalformedRequest,
+    MissingClinicalData,
     ModelNotReady,
     ServiceError,
+    Unauthorized,
+    UnknownCdsService,
     UnknownModel,
 )
 
@@ -35,6 +39,10 @@ ERROR_STATUS: dict[type[ServiceError], int] = {
     InvalidInput: 422,
     ModelNotReady: 503,
     ArtifactRejected: 503,
+    InvalidClinicalData: 400,
+    Unauthorized: 401,
+    UnknownCdsService: 404,
+    MissingClinicalData: 412,
 }
 
 

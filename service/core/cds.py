@@ -84,7 +84,7 @@ def _pct(p: float) -> str:
 
 def summary(kind: str, title: str, p: float, band: str) -> str:
     outcome = OUTCOME_PHRASE.get(kind, kind)
-    text = f"{title}: {_pct(p)} predicted probability of {outcome} ({band} risk band)"
+    text = f"{title}: {_pct(p)} predicted probability of {outcome} ({band} band)"
     if len(text) > SUMMARY_MAX:
         text = f"{_pct(p)} predicted probability of {outcome} ({band})"
     return text[:SUMMARY_MAX]
@@ -131,7 +131,7 @@ def detail(a: Assessment) -> str:
         "Contributing factors, largest first (log-odds relative to the derivation cohort's "
         "average patient):",
         "",
-        "| Factor | Value | Unit | Effect | Data used (observation time) |",
+        "| Factor | Value | Unit | Effect on probability (log-odds) | Data used (observation time) |",
         "|---|---|---|---|---|",
     ]
     for c in p.contributions:
@@ -144,7 +144,7 @@ def detail(a: Assessment) -> str:
         unit = "" if c.unit == "yes/no" else c.unit
         lines.append(
             f"| {_md_cell(c.label)} | {_value(c.value, c.unit, c.feature)} | {_md_cell(unit)} | "
-            f"{c.direction} risk ({c.log_odds:+.2f}) | {_md_cell(observed)} |"
+            f"{c.direction} ({c.log_odds:+.2f}) | {_md_cell(observed)} |"
         )
     if p.warnings:
         lines += ["", "**Check before use:**", ""]

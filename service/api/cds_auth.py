@@ -1,0 +1,182 @@
+"""Verify the JWT a CDS client (EHR) sends with every CDS Hooks call ("Trusting CDS Clients").
+
+Rules, all configured through Settings:
+- `Authorization: Bearer <JWS>`; header `alg` ES384 or RS384 only (`none`, HS*, and every other
+  algorithm are refused before any key is looked at); `kid` required; `typ`, when present, "JWT".
+- the signature is checked against the configured JWK Set: ECMO_CDS_JWKS_FILE, or a JWK Set URL.
+  A token's `jku` must be one of ECMO_CDS_JWKS_URLS exactly; it is fetched by PyJWT's PyJWKClient
+  and cached (keys for 5 minutes; an unknown kid triggers one refetch). Without `jku` the file's
+  keys are used, else the configured URLs'.
+- `iss` must be in ECMO_CDS_ALLOWED_ISSUERS; `aud` must equal the URL called
+  (ECMO_PUBLIC_BASE_URL + path when set, else the request URL); `exp`, `iat` and `jti` are
+  required; `exp`/`iat` are checked with ECMO_CDS_CLOCK_SKEW_SECONDS of leeway.
+- a `jti` is accepted once per issuer until its token expires. The replay cache lives in the
+  process: with several gunicorn workers or pods a token could be replayed once per process.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jwt
+from jwt import PyJWK, PyJWKClient, PyJWKSet
+
+from service.config import ConfigError, Settings
+from service.errors import FieldError, Unauthorized
+
+ALLOWED_ALGORITHMS = ("ES384", "RS384")
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
+JWKS_CACHE_SECONDS = 300
+JWKS_FETCH_TIMEOUT = 5
+
+
+def _refuse(reason: str, rule: str = "invalid_token") -> Unauthorized:
+    return Unauthorized(
+        f"the bearer token was refused: {reason}", [FieldError("Authorization", reason, rule)]
+    )
+
+
+class ReplayCache:
+    """(iss, jti) seen, kept until the token's exp (+ leeway). Thread-safe, per process."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._seen: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
+        now = self._clock()
+        with self._lock:
+            for key in [k for k, exp in self._seen.items() if exp < now]:
+                del self._seen[key]
+            if (issuer, jti) in self._seen:
+                return False
+            self._seen[(issuer, jti)] = expires_at
+            return True
+
+
+class CdsTokenVerifier:
+    def __init__(
+        self,
+        issuers: Sequence[str],
+        jwks_file: Path | None = None,
+        jwks_urls: Sequence[str] = (),
+        clock_skew_seconds: int = 60,
+        jwk_client: Callable[[str], PyJWKClient] | None = None,
+    ) -> None:
+        if not issuers:
+            raise ConfigError("CDS JWT verification needs ECMO_CDS_ALLOWED_ISSUERS")
+        if jwks_file is None and not jwks_urls:
+            raise ConfigError("CDS JWT verification needs ECMO_CDS_JWKS_FILE or ECMO_CDS_JWKS_URLS")
+        self.issuers = frozenset(issuers)
+        self.skew = clock_skew_seconds
+        self.file_keys: dict[str, PyJWK] = {}
+        if jwks_file is not None:
+            try:
+                keyset = PyJWKSet.from_dict(json.loads(jwks_file.read_text("utf-8")))
+            except (OSError, ValueError, jwt.PyJWTError) as exc:
+                raise ConfigError(
+                    f"ECMO_CDS_JWKS_FILE {jwks_file}: not a usable JWK Set: {exc}"
+                ) from exc
+            self.file_keys = {k.key_id: k for k in keyset.keys if k.key_id}
+            if not self.file_keys:
+                raise ConfigError(f"ECMO_CDS_JWKS_FILE {jwks_file}: no key has a kid")
+        make = jwk_client or (
+            lambda url: PyJWKClient(
+                url, cache_keys=True, lifespan=JWKS_CACHE_SECONDS, timeout=JWKS_FETCH_TIMEOUT
+            )
+        )
+        self.clients: dict[str, PyJWKClient] = {url: make(url) for url in jwks_urls}
+        self.replays = ReplayCache()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CdsTokenVerifier | None:
+        """None when verification is off (ECMO_CDS_JWT_REQUIRED=false)."""
+        if not settings.cds_jwt_required:
+            return None
+        return cls(
+            settings.cds_allowed_issuers,
+            settings.cds_jwks_file,
+            settings.cds_jwks_urls,
+            settings.cds_clock_skew_seconds,
+        )
+
+    def _key(self, header: dict[str, Any]) -> PyJWK:
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise _refuse("the JWT header has no kid")
+        jku = header.get("jku")
+        if jku is not None:
+            client = self.clients.get(jku) if isinstance(jku, str) else None
+            if client is None:
+                raise _refuse(f"jku {jku!r} is not an allowlisted JWK Set URL", "jku")
+            clients = [client]
+        elif self.file_keys:
+            key = self.file_keys.get(kid)
+            if key is None:
+                raise _refuse(f"no configured key has kid {kid!r}", "kid")
+            return key
+        else:
+            clients = list(self.clients.values())
+        for c in clients:
+            try:
+                return c.get_signing_key(kid)
+            except jwt.PyJWKClientConnectionError as exc:
+                raise _refuse(f"the JWK Set could not be fetched: {exc}", "jwks") from None
+            except jwt.PyJWKClientError:
+                continue
+        raise _refuse(f"no key with kid {kid!r} in the JWK Set", "kid")
+
+    def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
+        """Return the verified claims or raise Unauthorized with the reason."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _refuse("an Authorization: Bearer <JWT> header is required", "missing_token")
+        token = token.strip()
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise _refuse(f"not a JWS: {exc}") from None
+        alg = header.get("alg")
+        if alg not in ALLOWED_ALGORITHMS:
+            raise _refuse(
+                f"algorithm {alg!r} is not accepted (only {', '.join(ALLOWED_ALGORITHMS)})", "alg"
+            )
+        typ = header.get("typ")
+        if typ is not None and str(typ).upper() != "JWT":
+            raise _refuse(f"typ {typ!r} is not JWT")
+        key = self._key(header)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=audience,
+                leeway=self.skew,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _refuse("the token has expired (exp)", "exp") from None
+        except jwt.ImmatureSignatureError:
+            raise _refuse("the token is not valid yet (iat/nbf in the future)", "iat") from None
+        except jwt.InvalidAudienceError:
+            raise _refuse(f"aud does not name the URL called ({audience})", "aud") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise _refuse(f"the {exc.claim} claim is required", "claims") from None
+        except jwt.PyJWTError as exc:
+            raise _refuse(f"{type(exc).__name__}: {exc}") from None
+        if claims["iat"] > time.time() + self.skew:
+            raise _refuse("the token is not valid yet (iat in the future)", "iat")
+        if claims["iss"] not in self.issuers:
+            raise _refuse(f"issuer {claims['iss']!r} is not allowlisted", "iss")
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not jti:
+            raise _refuse("jti must be a non-empty string", "claims")
+        if not self.replays.first_use(claims["iss"], jti, float(claims["exp"]) + self.skew):
+            raise _refuse("the token's jti was already used (replay)", "replay")
+        return claims
