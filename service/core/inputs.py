@@ -110,6 +110,7 @@ class _Collector:
 
 def _vis(c: _Collector, path: str, infusions: Mapping[str, Any], weight: float | None) -> float:
     total = 0.0
+    errors_before = len(c.errors)
     for drug, weight_factor in specs.VIS_WEIGHTS.items():
         qty = infusions.get(drug)
         if qty is None:
@@ -118,6 +119,8 @@ def _vis(c: _Collector, path: str, infusions: Mapping[str, Any], weight: float |
         if drug == "norepinephrine" and qty.get("salt") == "bitartrate":
             rate /= specs.NOREPINEPHRINE_BITARTRATE_PER_BASE
         total += weight_factor * rate
+    if len(c.errors) > errors_before:
+        return math.nan  # a rate is already reported; a derived error would only repeat it
     return c.number(path, total, specs.VIS_RULE, f"computed VIS {total:.4g}")
 
 
@@ -178,11 +181,17 @@ def _resolve_ich(c: _Collector, inputs: Mapping[str, Any]) -> tuple[list[float],
             float(inputs["white_matter_hu"]),
             specs.INPUT_RULES["white_matter_hu"],
         )
-        ratio = grey / white if white else math.nan
-        gwr = c.number(
-            "grey_matter_hu", ratio, specs.INPUT_RULES["gwr"], f"GWR {ratio:.3g} (grey/white HU)"
-        )
-        derived["gwr"] = gwr
+        if c.errors:
+            gwr = math.nan  # the HU values are already reported; their ratio would only repeat it
+        else:
+            ratio = grey / white
+            gwr = c.number(
+                "grey_matter_hu",
+                ratio,
+                specs.INPUT_RULES["gwr"],
+                f"GWR {ratio:.3g} (grey/white HU)",
+            )
+            derived["gwr"] = gwr
     stroke = 1.0 if inputs["stroke_history"] else 0.0
     ffp = c.quantity("ffp_volume", inputs["ffp_volume"], specs.INPUT_RULES["ffp_volume"], None)
     platelets = c.quantity(

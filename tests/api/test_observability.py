@@ -1,0 +1,74 @@
+"""Metrics count what happened; logs and metric labels never carry patient data."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.factories import ICH_INPUTS, WEANING_INPUTS
+
+
+def sample(client: FlaskClient, name: str, **labels: str) -> float:
+    """Sum of the samples called `name` whose labels include `labels`."""
+    text = client.get("/metrics").get_data(as_text=True)
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )
+
+
+def test_predictions_are_counted_by_model_version_and_band(client: FlaskClient) -> None:
+    for _ in range(3):
+        client.post("/v1/models/ich/predict", json={"inputs": ICH_INPUTS})
+    client.post("/v1/models/ich/predict/batch", json={"patients": [{"inputs": ICH_INPUTS}] * 4})
+    assert sample(client, "ecmo_predictions_total", model="ich", version="1.0.0") == 7
+    assert sample(client, "ecmo_predicted_probability_count", model="ich") == 7
+    route = "/v1/models/<name>/predict"
+    assert sample(client, "ecmo_http_requests_total", route=route, method="POST", status="200") == 3
+
+
+def test_validation_errors_are_counted_by_field_without_values(client: FlaskClient) -> None:
+    client.post("/v1/models/weaning/predict", json={"inputs": {**WEANING_INPUTS, "apache_ii": 99}})
+    client.post("/v1/models/weaning/predict", json={"inputs": {**WEANING_INPUTS, "Smith, John": 1}})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'ecmo_validation_errors_total{field="inputs.apache_ii",model="weaning"} 1.0' in text
+    assert (
+        'field="<unknown>"' in text
+        and "Smith" not in text
+        and "99" not in text.split("ecmo_validation")[1][:200]
+    )
+
+
+def test_model_info_names_version_and_sha(client: FlaskClient) -> None:
+    client.get("/health/live")
+    sha = client.get("/v1/models/ich").get_json()["artifact"]["sha256"]
+    assert f'ecmo_model_info{{name="ich",sha256="{sha}",version="1.0.0"}} 1.0' in client.get(
+        "/metrics"
+    ).get_data(as_text=True)
+
+
+def test_logs_are_structured_and_carry_no_payload(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ecmo")
+    body: dict[str, Any] = {
+        "inputs": {**ICH_INPUTS, "min_platelets": {"value": 123.456, "unit": "10*9/L"}},
+        "patient_reference": "Patient/secret-mrn-991",
+    }
+    r = client.post("/v1/models/ich/predict", json=body, headers={"X-Request-ID": "trace-1"})
+    bad = client.post(
+        "/v1/models/ich/predict", json={**body, "inputs": {**body["inputs"], "gwr": 9.87}}
+    )
+    assert r.status_code == 200 and bad.status_code == 422
+    records = [rec for rec in caplog.records if rec.name == "ecmo.access"]
+    assert records[0].__dict__["request_id"] == "trace-1"
+    assert records[0].__dict__["route"] == "/v1/models/<name>/predict"
+    everything = caplog.text + " ".join(str(rec.__dict__) for rec in caplog.records)
+    for secret in ("secret-mrn-991", "123.456", "9.87"):
+        assert secret not in everything
