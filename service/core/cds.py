@@ -163,6 +163,14 @@ def cards(
     """One card per prediction; card_url is the model card (GET /v1/models/{name}/card)."""
     p = a.prediction
     make_uuid = new_uuid or (lambda: str(uuid.uuid4()))
+    ext: dict[str, Any] = {
+        "model": p.model.name,
+        "version": p.model.version,
+        "probability": p.probability,
+        "risk_band": p.band.name,
+    }
+    if p.warnings:  # optional members are omitted, never empty
+        ext["warnings"] = sorted({w.code for w in p.warnings})
     card: dict[str, Any] = {
         "uuid": make_uuid(),
         "summary": summary(a.mapping.kind, a.mapping.title, p.probability, p.band.name),
@@ -173,14 +181,6 @@ def cards(
             {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display}
             for code, display in OVERRIDE_REASONS
         ],
-        "extension": {
-            EXTENSION_KEY: {
-                "model": p.model.name,
-                "version": p.model.version,
-                "probability": p.probability,
-                "risk_band": p.band.name,
-                "warnings": [w.code for w in p.warnings],
-            }
-        },
+        "extension": {EXTENSION_KEY: ext},
     }
     return [card]
