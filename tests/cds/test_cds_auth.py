@@ -1,0 +1,256 @@
+"""JWT verification of the calling EHR (CDS Hooks 2.0 "Trusting CDS Clients"), through the app.
+
+Keys are generated here with cryptography; the JWK Set is written to a file (ECMO_CDS_JWKS_FILE)
+or served through an allowlisted jku URL (PyJWKClient's fetch replaced, no network)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from flask import Flask
+from flask.testing import FlaskClient
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from service.app import create_app
+from service.config import Settings
+from tests.cds import fhir
+
+ISSUER = "https://ehr.example.org"
+JKU = "https://ehr.example.org/.well-known/jwks.json"
+SERVICE = "/cds-services/ecmo-weaning-risk"
+URL = "http://localhost" + SERVICE
+
+EC_KEY = ec.generate_private_key(ec.SECP384R1())
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+OTHER_EC_KEY = ec.generate_private_key(ec.SECP384R1())
+
+
+def jwks() -> dict[str, Any]:
+    ec_jwk = json.loads(ECAlgorithm.to_jwk(EC_KEY.public_key()))
+    rsa_jwk = json.loads(RSAAlgorithm.to_jwk(RSA_KEY.public_key()))
+    return {
+        "keys": [
+            {**ec_jwk, "kid": "ec-1", "use": "sig", "alg": "ES384"},
+            {**rsa_jwk, "kid": "rsa-1", "use": "sig", "alg": "RS384"},
+        ]
+    }
+
+
+def token(
+    aud: str = URL,
+    alg: str = "ES384",
+    key: Any = None,
+    kid: str | None = None,
+    headers: dict[str, Any] | None = None,
+    **claims: Any,
+) -> str:
+    now = int(time.time())
+    payload = {"iss": ISSUER, "aud": aud, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
+    payload.update(claims)
+    payload = {k: v for k, v in payload.items() if v is not None}
+    if key is None:
+        key = EC_KEY if alg == "ES384" else RSA_KEY
+    header = {"kid": kid or ("ec-1" if alg == "ES384" else "rsa-1"), "typ": "JWT"}
+    header.update(headers or {})
+    return jwt.encode(payload, key, algorithm=alg, headers=header)
+
+
+def b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def jwks_file(tmp_path: Path) -> Path:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(jwks()))
+    return path
+
+
+@pytest.fixture
+def secured(model_dir: Path, jwks_file: Path) -> Flask:
+    return create_app(
+        Settings(
+            model_dir=model_dir,
+            cds_jwt_required=True,
+            cds_jwks_file=jwks_file,
+            cds_allowed_issuers=(ISSUER,),
+            cds_clock_skew_seconds=30,
+        )
+    )
+
+
+@pytest.fixture
+def sclient(secured: Flask) -> FlaskClient:
+    return secured.test_client()
+
+
+def post(client: FlaskClient, jwt_token: str | None, path: str = SERVICE) -> Any:
+    headers = {"Authorization": f"Bearer {jwt_token}"} if jwt_token is not None else {}
+    return client.post(
+        path,
+        data=json.dumps(fhir.cds_request(fhir.weaning_prefetch())),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def refused(response: Any, rule: str) -> str:
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    body = response.get_json()
+    assert body["code"] == "unauthorized"
+    assert body["errors"][0]["rule"] == rule, body
+    return str(body["errors"][0]["message"])
+
+
+def test_a_valid_es384_token_passes(sclient: FlaskClient) -> None:
+    r = post(sclient, token())
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["cards"]
+
+
+def test_a_valid_rs384_token_passes(sclient: FlaskClient) -> None:
+    assert post(sclient, token(alg="RS384")).status_code == 200
+
+
+def test_discovery_and_feedback_need_a_token_too(sclient: FlaskClient) -> None:
+    assert sclient.get("/cds-services").status_code == 401
+    ok = sclient.get(
+        "/cds-services",
+        headers={"Authorization": f"Bearer {token(aud='http://localhost/cds-services')}"},
+    )
+    assert ok.status_code == 200
+    assert post(sclient, None, SERVICE + "/feedback").status_code == 401
+
+
+def test_a_missing_token_is_refused(sclient: FlaskClient) -> None:
+    refused(post(sclient, None), "missing_token")
+
+
+def test_a_token_for_another_url_is_refused(sclient: FlaskClient) -> None:
+    msg = refused(post(sclient, token(aud="http://localhost/cds-services/ecmo-ich-risk")), "aud")
+    assert URL in msg
+
+
+def test_an_expired_token_is_refused(sclient: FlaskClient) -> None:
+    now = int(time.time())
+    refused(post(sclient, token(iat=now - 900, exp=now - 600)), "exp")
+
+
+def test_a_token_issued_in_the_future_is_refused(sclient: FlaskClient) -> None:
+    now = int(time.time())
+    refused(post(sclient, token(iat=now + 600, exp=now + 900)), "iat")
+
+
+def test_an_unknown_issuer_is_refused(sclient: FlaskClient) -> None:
+    msg = refused(post(sclient, token(iss="https://evil.example.org")), "iss")
+    assert "evil.example.org" in msg
+
+
+def test_alg_none_is_refused(sclient: FlaskClient) -> None:
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": URL, "iat": now, "exp": now + 300, "jti": "n-1"}
+    unsigned = f"{b64({'alg': 'none', 'typ': 'JWT', 'kid': 'ec-1'})}.{b64(claims)}."
+    assert "'none'" in refused(post(sclient, unsigned), "alg")
+
+
+def test_hs256_is_refused_even_with_the_public_key_as_secret(sclient: FlaskClient) -> None:
+    secret = json.dumps(jwks()["keys"][0]).encode() * 2
+    refused(post(sclient, token(alg="HS256", key=secret, kid="ec-1")), "alg")
+
+
+def test_es256_is_refused(sclient: FlaskClient) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    refused(post(sclient, token(alg="ES256", key=key, kid="ec-1")), "alg")
+
+
+def test_a_replayed_jti_is_refused(sclient: FlaskClient) -> None:
+    once = token()
+    assert post(sclient, once).status_code == 200
+    refused(post(sclient, once), "replay")
+
+
+def test_a_token_signed_by_another_key_is_refused(sclient: FlaskClient) -> None:
+    refused(post(sclient, token(key=OTHER_EC_KEY)), "invalid_token")
+
+
+def test_a_missing_jti_is_refused(sclient: FlaskClient) -> None:
+    refused(post(sclient, token(jti=None)), "claims")
+
+
+def test_an_unknown_kid_is_refused(sclient: FlaskClient) -> None:
+    refused(post(sclient, token(kid="other")), "kid")
+
+
+def test_a_jku_outside_the_allowlist_is_refused(sclient: FlaskClient) -> None:
+    refused(post(sclient, token(headers={"jku": "https://evil.example.org/jwks"})), "jku")
+
+
+def test_an_allowlisted_jku_is_fetched_and_used(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetched: list[str] = []
+
+    def fake_fetch(self: jwt.PyJWKClient) -> Any:
+        fetched.append(self.uri)
+        return jwks()
+
+    monkeypatch.setattr(jwt.PyJWKClient, "fetch_data", fake_fetch)
+    app = create_app(
+        Settings(
+            model_dir=model_dir,
+            cds_jwt_required=True,
+            cds_jwks_urls=(JKU,),
+            cds_allowed_issuers=(ISSUER,),
+        )
+    )
+    client = app.test_client()
+    assert post(client, token(headers={"jku": JKU})).status_code == 200
+    assert post(client, token(alg="RS384", headers={"jku": JKU})).status_code == 200
+    assert fetched == [JKU]  # cached
+
+
+def test_the_audience_is_the_public_base_url_behind_a_proxy(
+    model_dir: Path, jwks_file: Path
+) -> None:
+    app = create_app(
+        Settings(
+            model_dir=model_dir,
+            public_base_url="https://cds.hospital.example/ecmo/",
+            cds_jwt_required=True,
+            cds_jwks_file=jwks_file,
+            cds_allowed_issuers=(ISSUER,),
+        )
+    )
+    client = app.test_client()
+    public = "https://cds.hospital.example/ecmo" + SERVICE
+    assert post(client, token(aud=public)).status_code == 200
+    refused(post(client, token()), "aud")
+
+
+@pytest.mark.parametrize("path", ["/health/live", "/health/ready", "/metrics"])
+def test_health_and_metrics_never_need_a_token(sclient: FlaskClient, path: str) -> None:
+    assert sclient.get(path).status_code == 200
+
+
+def test_cors_preflight_needs_no_token(sclient: FlaskClient) -> None:
+    r = sclient.options(SERVICE, headers={"Origin": "https://sandbox.cds-hooks.org"})
+    assert r.status_code == 200
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_verification_off_logs_a_warning_at_start_up(
+    model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    create_app(Settings(model_dir=model_dir))
+    assert any("JWT verification is OFF" in r.getMessage() for r in caplog.records)
