@@ -1,0 +1,43 @@
+"""Contract fixtures: the shipped reference models (models/), with the limits tests/conftest.py
+uses (50 patients, 64 KiB), and a copy whose weaning artifact was tampered with (not ready)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service.app import create_app
+from service.config import REPO_MODELS_DIR, Settings
+from tests.contract.no_5xx import _no_server_errors, allow_server_errors  # noqa: F401
+
+MAX_BATCH = 50
+MAX_BODY = 64 * 1024
+
+
+def shipped_settings(model_dir: Path = REPO_MODELS_DIR) -> Settings:
+    return Settings(model_dir=model_dir, max_batch=MAX_BATCH, max_body_bytes=MAX_BODY)
+
+
+@pytest.fixture(scope="session")
+def shipped_app() -> Flask:
+    return create_app(shipped_settings())
+
+
+@pytest.fixture
+def shipped_client(shipped_app: Flask) -> Iterator[FlaskClient]:
+    with shipped_app.test_client() as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def tampered_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    root = tmp_path_factory.mktemp("tampered") / "models"
+    shutil.copytree(REPO_MODELS_DIR, root)
+    with (root / "weaning" / "1.0.0" / "model.joblib").open("ab") as fh:
+        fh.write(b"\0")
+    return create_app(shipped_settings(root))
