@@ -27,7 +27,7 @@ def observation(
     value: float | None,
     unit: str | None = None,
     hours_ago: float = 1.0,
-    status: str = "final",
+    status: str | None = "final",
     display_unit: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:

@@ -1,0 +1,172 @@
+"""The pure FHIR mapping (service.core.fhir): mapping files are checked at load, and the selection
+rules (status, window, latest/min/sum, units) behave as documented. No Flask here."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.core.fhir import (
+    MappingError,
+    ServiceMapping,
+    extract,
+    load_mappings,
+    parse_fhir_datetime,
+    parse_mapping,
+)
+from service.errors import InvalidClinicalData, MissingClinicalData
+from tests.cds import fhir
+from tests.cds.fhir import LOINC, bundle, observation
+
+SHIPPED = load_mappings()
+NOW = datetime.now(UTC)
+
+
+def shipped_doc(name: str) -> dict[str, Any]:
+    path = Path(__file__).resolve().parents[2] / "service" / "cds_mappings" / f"{name}.json"
+    doc: dict[str, Any] = json.loads(path.read_text())
+    return doc
+
+
+def test_shipped_mappings_name_the_issue_codes() -> None:
+    assert set(SHIPPED) == {"ecmo-weaning-risk", "ecmo-ich-risk"}
+    codes = {
+        (f.input, c.system, c.code or c.code_prefix)
+        for m in SHIPPED.values()
+        for f in m.features
+        for c in f.codes
+    }
+    for code in ("2524-7", "32693-4", "2518-9", "2519-7", "59032-3"):
+        assert ("lactate_24h", LOINC, code) in codes
+    for code in ("777-3", "26515-7", "49497-1"):
+        assert ("min_platelets", LOINC, code) in codes
+    assert ("apache_ii", LOINC, "9264-3") in codes
+    assert ("stroke_history", "http://snomed.info/sct", "230690007") in codes
+    assert ("stroke_history", "http://hl7.org/fhir/sid/icd-10", "I63") in codes
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["features"].pop(0), "required"),
+        (lambda d: d["features"][0].update(input="creatinine"), "not an input"),
+        (lambda d: d["features"][1].update(select="sum", value="number"), "needs a unit"),
+        (lambda d: d["features"][1].update(select="average"), "select"),
+        (lambda d: d["features"][1].update(prefetch="nope"), "prefetch"),
+        (lambda d: d["features"][1].update(window_hours=None), "window_hours"),
+        (lambda d: d["features"][1].update(codes=[]), "codes"),
+        (lambda d: d["features"][1]["codes"][0].pop("code"), "exactly one of code"),
+        (lambda d: d.update(mapping_version=2), "mapping_version"),
+        (lambda d: d["service"].update(hook="order-sign"), "patient-view"),
+    ],
+)
+def test_a_bad_mapping_file_is_refused_naming_the_field(edit: Any, message: str) -> None:
+    doc = copy.deepcopy(shipped_doc("weaning"))
+    edit(doc)
+    with pytest.raises(MappingError, match=message):
+        parse_mapping(doc, "weaning.json")
+
+
+def test_a_missing_mapping_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MappingError, match="does not exist"):
+        load_mappings(tmp_path / "absent")
+
+
+def mapping(service_id: str = "ecmo-weaning-risk") -> ServiceMapping:
+    return SHIPPED[service_id]
+
+
+def lactate_from(*observations: dict[str, Any]) -> Any:
+    prefetch = fhir.weaning_prefetch()
+    prefetch["lactate"] = bundle(*observations)
+    return extract(mapping(), prefetch, NOW).inputs["lactate_24h"]
+
+
+def test_the_latest_observation_in_the_window_wins_whatever_its_unit() -> None:
+    got = lactate_from(
+        observation(LOINC, "2524-7", 3.0, "mmol/L", hours_ago=5),
+        observation(LOINC, "59032-3", 18.0, "mg/dL", hours_ago=1),
+    )
+    assert got == {"value": 18.0, "unit": "mg/dL"}  # resolve() converts it, as for the JSON API
+
+
+def test_amended_and_corrected_are_used_but_not_cancelled() -> None:
+    got = lactate_from(
+        observation(LOINC, "2524-7", 3.0, "mmol/L", hours_ago=3, status="corrected"),
+        observation(LOINC, "2524-7", 9.0, "mmol/L", hours_ago=1, status="cancelled"),
+    )
+    assert got == {"value": 3.0, "unit": "mmol/L"}
+
+
+def test_an_observation_from_the_future_is_not_used() -> None:
+    got = lactate_from(
+        observation(LOINC, "2524-7", 3.0, "mmol/L", hours_ago=3),
+        observation(LOINC, "2524-7", 9.0, "mmol/L", hours_ago=-2),
+    )
+    assert got == {"value": 3.0, "unit": "mmol/L"}
+
+
+def test_the_minimum_platelet_count_is_compared_in_one_unit() -> None:
+    prefetch = fhir.ich_prefetch()
+    prefetch["platelets"] = bundle(
+        observation(LOINC, "777-3", 60, "10*3/uL", hours_ago=2),
+        observation(LOINC, "777-3", 55000, "/uL", hours_ago=3),  # 55 x10^9/L: the minimum
+        observation(LOINC, "777-3", 40, "10*3/uL", hours_ago=200),  # outside 168 h
+    )
+    got = extract(mapping("ecmo-ich-risk"), prefetch, NOW)
+    assert got.inputs["min_platelets"] == {"value": 55000.0, "unit": "/uL"}
+    source = got.extracted["min_platelets"].sources[0]
+    assert source.path == "prefetch.platelets.entry[1].resource"
+
+
+def test_ffp_is_summed_in_millilitres() -> None:
+    got = extract(mapping("ecmo-ich-risk"), fhir.ich_prefetch(), NOW)
+    assert got.inputs["ffp_volume"] == {"value": 400.0, "unit": "mL"}
+    assert len(got.extracted["ffp_volume"].sources) == 2
+
+
+def test_a_bad_date_is_invalid_and_every_bad_element_is_reported() -> None:
+    prefetch = fhir.weaning_prefetch()
+    prefetch["lactate"] = bundle(
+        observation(LOINC, "2524-7", 3.0, "mmol/L", effectiveDateTime="yesterday"),
+        observation(LOINC, "2524-7", 3.0, "mEq/L"),
+    )
+    prefetch["apache"] = bundle(observation(LOINC, "9264-3", 20, "{score}", status=None))
+    with pytest.raises(InvalidClinicalData) as info:
+        extract(mapping(), prefetch, NOW)
+    paths = sorted(e.path for e in info.value.errors)
+    assert paths == [
+        "prefetch.apache.entry[0].resource.status",
+        "prefetch.lactate.entry[0].resource.effectiveDateTime",
+        "prefetch.lactate.entry[1].resource.valueQuantity.code",
+    ]
+
+
+def test_a_string_value_cannot_be_read_as_a_number() -> None:
+    prefetch = fhir.weaning_prefetch()
+    prefetch["apache"] = bundle(observation(LOINC, "9264-3", None, valueString="22"))
+    with pytest.raises(InvalidClinicalData) as info:
+        extract(mapping(), prefetch, NOW)
+    assert info.value.errors[0].path == "prefetch.apache.entry[0].resource.valueString"
+
+
+def test_missing_data_names_every_feature() -> None:
+    with pytest.raises(MissingClinicalData) as info:
+        extract(mapping("ecmo-ich-risk"), {}, NOW)
+    assert "grey-white matter ratio" in info.value.detail
+    assert "minimum platelet count" in info.value.detail
+    assert len(info.value.errors) == 4
+
+
+def test_a_date_without_time_is_too_coarse_for_an_hour_window() -> None:
+    assert parse_fhir_datetime("2026-11-23") is None
+    assert parse_fhir_datetime("2026-11-23T10:00:00+01:00") == datetime(
+        2026, 11, 23, 9, 0, tzinfo=UTC
+    )
+    with pytest.raises(ValueError, match="time zone"):
+        parse_fhir_datetime("2026-11-23T10:00:00")
