@@ -149,3 +149,13 @@ def test_csv_without_subgroup_columns_reports_them_as_not_available(tmp_path, ca
     assert all(v.startswith("not available") for v in doc["metrics"]["subgroups"].values())
     assert doc["training"]["source"] == "csv"
     assert "not available" in (out / "weaning" / "1.0.0" / "MODEL_CARD.md").read_text()
+
+
+def test_too_few_events_to_hold_any_out_is_refused(tmp_path, capsys):
+    path = tmp_path / "two_events.csv"
+    rows = [f"1.3,0,{10 * i},80,{1 if i < 2 else 0}\n" for i in range(40)]
+    path.write_text("gwr,stroke_history,ffp_volume_ml,min_platelets,ich\n" + "".join(rows))
+    out = tmp_path / "models"
+    assert main(["ich", "--data", str(path), "--out", str(out)]) == 1
+    assert "too_few_events" in capsys.readouterr().err
+    assert not out.exists()
