@@ -50,8 +50,18 @@ def resolve(node: Any) -> Any:
 
 def validator_for(schema: dict[str, Any]) -> Draft202012Validator:
     """A validator for a schema taken from the spec; its #/ refs resolve against the spec."""
-    wrapped = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SPEC_URI, **schema}
-    return Draft202012Validator(wrapped, registry=_registry())
+    return Draft202012Validator(_absolute_refs(schema), registry=_registry())
+
+
+def _absolute_refs(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: (SPEC_URI + v if k == "$ref" and v.startswith("#/") else _absolute_refs(v))
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_absolute_refs(v) for v in node]
+    return node
 
 
 def schema_errors(instance: Any, schema: dict[str, Any]) -> list[str]:
