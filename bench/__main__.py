@@ -375,6 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         service.stop()
         if floor is not None:
             floor.stop()
+        for srv in (service, floor):
+            if srv is not None:
+                trim_log(srv.log_path)
     summary = summarise(runs)
     goal_list = goals(summary, memory)
     if any(restarted.values()):
@@ -401,6 +404,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out_dir / "table.txt").write_text(report + "\n")
     say(f"bench: results in {out_dir / 'results.json'} (and {args.out / 'latest.json'})")
     return 1 if args.check and not all(g["met"] for g in goal_list) else 0
+
+
+def trim_log(path: Path, keep_bytes: int = 256 * 1024) -> None:
+    """Keep only the end of a server log: one JSON line per request adds up to many MB."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return
+    if size > keep_bytes:
+        with path.open("rb") as fh:
+            fh.seek(size - keep_bytes)
+            tail = fh.read()
+        path.write_bytes(tail[tail.find(b"\n") + 1 :])
 
 
 def _cpus() -> int:
