@@ -221,11 +221,20 @@ def create_cds_blueprint(
             )
         return service
 
-    @bp.get("/cds-services")
+    @bp.route("/cds-services", methods=["OPTIONS"], provide_automatic_options=False)
+    @bp.route("/cds-services/<service_id>", methods=["OPTIONS"], provide_automatic_options=False)
+    @bp.route(
+        "/cds-services/<service_id>/feedback", methods=["OPTIONS"], provide_automatic_options=False
+    )
+    def preflight(service_id: str | None = None) -> Response:
+        """CORS preflight: answered for any path under /cds-services, without a token."""
+        return Response(status=204)
+
+    @bp.get("/cds-services", provide_automatic_options=False)
     def discovery() -> Response:
         return json_response({"services": [discovery_entry(m) for m in services.values()]})
 
-    @bp.post("/cds-services/<service_id>")
+    @bp.post("/cds-services/<service_id>", provide_automatic_options=False)
     def call(service_id: str) -> Response:
         service = service_for(service_id)
         g.model = service.model
@@ -243,7 +252,7 @@ def create_cds_blueprint(
         card_url = f"{base_url()}/v1/models/{model.name}/card?version={model.version}"
         return json_response({"cards": cards(assessment, card_url)})
 
-    @bp.post("/cds-services/<service_id>/feedback")
+    @bp.post("/cds-services/<service_id>/feedback", provide_automatic_options=False)
     def feedback(service_id: str) -> Response:
         service = service_for(service_id)
         data = _load(_FEEDBACK, read_json(request))

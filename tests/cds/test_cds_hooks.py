@@ -479,7 +479,7 @@ def test_cors_preflight_is_answered_without_credentials(client: FlaskClient, pat
             "Access-Control-Request-Headers": "authorization, content-type",
         },
     )
-    assert r.status_code == 200
+    assert r.status_code == 204
     assert r.headers["Access-Control-Allow-Origin"] == "*"
     assert r.headers["Access-Control-Allow-Methods"] == "GET, POST, OPTIONS"
     assert r.headers["Access-Control-Allow-Headers"] == "Content-Type, Authorization"
