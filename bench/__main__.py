@@ -39,6 +39,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers for both apps (2)")
     p.add_argument("--threads", type=int, default=None, help="ECMO_THREADS (default: config's)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per measured wrk run")
+    p.add_argument(
+        "--slices", type=int, default=5, help="alternate the apps in this many slices per case"
+    )
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of wrk warm-up per case")
     p.add_argument("--connections", default="1,16,64", help="comma-separated (1,16,64)")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated (weaning,ich)")
@@ -56,6 +59,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 1 <= args.duration <= 300 or not 0 <= args.warmup <= 60:
         p.error("--duration must be 1..300 s and --warmup 0..60 s")
+    if not 1 <= args.slices <= 20 or args.duration / args.slices < 1:
+        p.error("--slices must be 1..20 and leave at least 1 s per slice")
     if not 1 <= args.runs <= 9 or not 1 <= args.workers <= 16:
         p.error("--runs must be 1..9 and --workers 1..16")
     if not 1 <= args.batch_size <= 100_000 or not 1 <= args.batch_requests <= 1000:
@@ -168,32 +173,40 @@ def one_run(
 ) -> dict[str, Any]:
     cases = []
     i = 0
+    slice_s = max(1.0, args.duration / args.slices)
     for model in args.models:
         for conns in args.connections:
             order = [floor, service] if (run + i) % 2 == 0 else [service, floor]
             i += 1
-            measured: dict[str, wrk.WrkResult] = {}
+            slices: dict[str, list[wrk.WrkResult]] = {"service": [], "floor": []}
             for srv in order:
-                url = f"{srv.base_url}/v1/models/{model}/predict"
                 if args.warmup >= 1:
+                    url = f"{srv.base_url}/v1/models/{model}/predict"
                     wrk.run(wrk_path, url, body_files[model], conns, args.warmup, args.wrk_threads)
-                measured[srv.name] = wrk.run(
-                    wrk_path, url, body_files[model], conns, args.duration, args.wrk_threads
-                )
-            s, f = measured["service"], measured["floor"]
+            # Alternate short slices so a burst of load from elsewhere hits both apps alike.
+            for k in range(args.slices):
+                for srv in order if k % 2 == 0 else order[::-1]:
+                    url = f"{srv.base_url}/v1/models/{model}/predict"
+                    slices[srv.name].append(
+                        wrk.run(wrk_path, url, body_files[model], conns, slice_s, args.wrk_threads)
+                    )
+            s, f = combine(slices["service"]), combine(slices["floor"])
+            pairs = zip(slices["service"], slices["floor"], strict=True)
+            ratios = [a.rps / b.rps for a, b in pairs if b.rps]
             case = {
                 "model": model,
                 "connections": conns,
-                "service": asdict(s) | {"errors": s.errors},
-                "floor": asdict(f) | {"errors": f.errors},
-                "ratio_rps": s.rps / f.rps if f.rps else 0.0,
+                "service": s,
+                "floor": f,
+                "ratio_rps": statistics.median(ratios) if ratios else 0.0,
+                "slices": {k: [asdict(r) for r in v] for k, v in slices.items()},
             }
-            cases.append(case)
             say(
-                f"  run {run + 1} {model:8s} c={conns:<3d} service {s.rps:8.0f} req/s "
-                f"p99 {s.p99_ms:6.2f} ms | floor {f.rps:8.0f} req/s p99 {f.p99_ms:6.2f} ms | "
-                f"ratio {case['ratio_rps']:.0%} errors {s.errors}/{f.errors}"
+                f"  run {run + 1} {model:8s} c={conns:<3d} service {s['rps']:8.0f} req/s "
+                f"p99 {s['p99_ms']:6.2f} ms | floor {f['rps']:8.0f} req/s p99 {f['p99_ms']:6.2f} ms"
+                f" | ratio {case['ratio_rps']:.0%} errors {s['errors']}/{f['errors']}"
             )
+            cases.append(case)
     batches = []
     for model in args.models:
         b = measure_batch(service, model, batch_bodies[model], args.batch_requests)
@@ -203,6 +216,20 @@ def one_run(
             f"{b['server_p50_ms']} ms, end-to-end p50 {b['e2e_p50_ms']:.1f} ms, errors {b['errors']}"
         )
     return {"cases": cases, "batches": batches}
+
+
+def combine(results: list[wrk.WrkResult]) -> dict[str, Any]:
+    """One app's slices of a case: medians of req/s, p50 and p99; requests and errors summed."""
+    return {
+        "rps": statistics.median(r.rps for r in results),
+        "p50_ms": statistics.median(r.p50_ms for r in results),
+        "p99_ms": statistics.median(r.p99_ms for r in results),
+        "max_slice_p99_ms": max(r.p99_ms for r in results),
+        "requests": sum(r.requests for r in results),
+        "non2xx": sum(r.non2xx for r in results),
+        "socket_errors": sum(r.socket_errors for r in results),
+        "errors": sum(r.errors for r in results),
+    }
 
 
 def _median(values: list[float | None]) -> float | None:
