@@ -656,7 +656,8 @@ class _Extractor:
             )
             return None
         if not candidates:
-            if fm.when_none_in_window is not None and not skipped.counts:
+            only_older = all(r.startswith("older than") for r in skipped.counts)
+            if fm.when_none_in_window is not None and only_older:
                 fb = fm.when_none_in_window
                 note = str(fb.get("note") or f"none recorded {window}")
                 item = ExtractedInput(fm.input, fm.label, fm.select, True, (), fm.prefetch, note)

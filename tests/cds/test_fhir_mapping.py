@@ -170,3 +170,18 @@ def test_a_date_without_time_is_too_coarse_for_an_hour_window() -> None:
     )
     with pytest.raises(ValueError, match="time zone"):
         parse_fhir_datetime("2026-11-23T10:00:00")
+
+
+def test_ffp_reads_as_zero_only_when_nothing_usable_was_skipped_but_old_records() -> None:
+    prefetch = fhir.ich_prefetch()
+    prefetch["ffp"] = bundle(observation(fhir.LOCAL, "ffp-volume", 300, "mL", hours_ago=400))
+    got = extract(mapping("ecmo-ich-risk"), prefetch, NOW)
+    assert got.inputs["ffp_volume"] == {"value": 0, "unit": "mL"}
+    prefetch["ffp"] = bundle(
+        observation(fhir.LOCAL, "ffp-volume", 300, "mL", hours_ago=4, status="preliminary")
+    )
+    with pytest.raises(MissingClinicalData, match="fresh frozen plasma"):
+        extract(mapping("ecmo-ich-risk"), prefetch, NOW)
+    prefetch["ffp"] = bundle(next_link=True)
+    with pytest.raises(MissingClinicalData):
+        extract(mapping("ecmo-ich-risk"), prefetch, NOW)
