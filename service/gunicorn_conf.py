@@ -28,6 +28,11 @@ timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
 keepalive = _settings.keepalive
 preload_app = True
+# gunicorn >= 25.1 opens a control socket at $HOME/.gunicorn/gunicorn.ctl by default: one path
+# shared by every gunicorn of the same user on a host (parallel test servers, bench), unwritable in
+# the image (HOME=/nonexistent, read-only root). Signals are our control interface (SIGTERM drain,
+# SIGHUP model reload), so turn it off; older gunicorn ignores the unknown setting.
+control_socket_disable = True
 # Gunicorn's own access log would duplicate ours (service.logging writes one JSON line a request).
 accesslog = None
 errorlog = "-"
