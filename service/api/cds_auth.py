@@ -172,7 +172,7 @@ class CdsTokenVerifier:
             raise _refuse(f"{type(exc).__name__}: {exc}") from None
         if claims["iat"] > time.time() + self.skew:
             raise _refuse("the token is not valid yet (iat in the future)", "iat")
-        if claims["iss"] not in self.issuers:
+        if not isinstance(claims["iss"], str) or claims["iss"] not in self.issuers:
             raise _refuse(f"issuer {claims['iss']!r} is not allowlisted", "iss")
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti:

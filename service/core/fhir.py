@@ -413,7 +413,12 @@ def _matches(fm: FeatureMapping, concept: Any) -> str | None:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer literal too large for a float
+        return False
 
 
 def _fmt(v: float) -> str:
@@ -463,11 +468,18 @@ class _Extractor:
             return None
         rtype = doc.get("resourceType")
         if rtype == "OperationOutcome":
-            texts = [
-                str(i.get("diagnostics") or (i.get("details") or {}).get("text") or i.get("code"))
-                for i in doc.get("issue", [])
-                if isinstance(i, dict)
-            ]
+            issues = doc.get("issue")
+            texts = []
+            for issue in issues if isinstance(issues, list) else []:
+                if not isinstance(issue, dict):
+                    continue
+                details = issue.get("details")
+                text = issue.get("diagnostics") or (
+                    details.get("text") if isinstance(details, dict) else None
+                )
+                text = text or issue.get("code")
+                if isinstance(text, str) and text:
+                    texts.append(text[:200])
             said = f": {'; '.join(texts)}" if texts else ""
             self.missing.append(
                 FieldError(
@@ -591,7 +603,7 @@ class _Extractor:
             return Source(path, vpath, when, value, None, _fmt(value)), None
         if "valueInteger" in res and fm.value in ("number", "integer"):
             integer = res["valueInteger"]
-            if not isinstance(integer, int) or isinstance(integer, bool):
+            if not isinstance(integer, int) or isinstance(integer, bool) or not _is_number(integer):
                 self.errors.append(FieldError(f"{path}.valueInteger", "must be an integer", "type"))
                 return None, None
             vpath = f"{path}.valueInteger"

@@ -25,9 +25,9 @@ def observation(
     system: str,
     code: str,
     value: float | None,
-    unit: str | None = None,
+    unit: Any = None,
     hours_ago: float = 1.0,
-    status: str | None = "final",
+    status: Any = "final",
     display_unit: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:

@@ -490,3 +490,46 @@ def test_cors_headers_are_on_errors_too(client: FlaskClient) -> None:
     r = call(client, WEANING, cds_request(None))
     assert r.status_code == 412
     assert r.headers["Access-Control-Allow-Origin"] == "*"
+
+
+HOSTILE_PREFETCH: list[Any] = [
+    [],
+    "Bundle",
+    {"resourceType": "OperationOutcome", "issue": 7},
+    {"resourceType": "OperationOutcome", "issue": [{"details": "x"}, 3]},
+    {"resourceType": "Bundle", "type": "searchset", "entry": {"resource": {}}},
+    {"resourceType": "Bundle", "type": "searchset", "entry": [1, {"resource": []}]},
+    {"resourceType": "Bundle", "type": "searchset", "link": "next", "entry": []},
+    bundle(observation(LOINC, "2524-7", 10**400, "mmol/L")),
+    bundle(observation(LOINC, "2524-7", None, valueInteger=10**400)),
+    bundle(observation(LOINC, "2524-7", 2.0, "mmol/L", status=["final"])),
+    bundle(observation(LOINC, "2524-7", 2.0, "mmol/L", effectiveDateTime=20261123)),
+    bundle(
+        {
+            k: v
+            for k, v in observation(
+                LOINC, "2524-7", 2.0, "mmol/L", effectivePeriod={"end": "2026-13-01"}
+            ).items()
+            if k != "effectiveDateTime"
+        }
+    ),
+    bundle(observation(LOINC, "2524-7", 2.0, "mmol/L", valueQuantity=[1])),
+    bundle(observation(LOINC, "2524-7", 2.0, ["mmol/L"])),
+    bundle({"resourceType": "Observation", "id": "a", "code": {"coding": "x"}}),
+    bundle(
+        {
+            "resourceType": "Observation",
+            "id": "b",
+            "code": {"coding": [{"system": LOINC, "code": 7}]},
+        }
+    ),
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE_PREFETCH)
+def test_hostile_prefetch_values_are_4xx_never_5xx(client: FlaskClient, value: Any) -> None:
+    prefetch = fhir.weaning_prefetch()
+    prefetch["lactate"] = value
+    r = call(client, WEANING, cds_request(prefetch))
+    assert r.status_code in (400, 412), r.get_json()
+    assert r.mimetype == "application/problem+json"
