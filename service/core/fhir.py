@@ -317,10 +317,8 @@ class Extraction:
                 f"prefetch.{item.prefetch}", f"{what}: {error.message}", error.rule, error.allowed
             )
         base = item.sources[0].value_path
-        if item.quantity and rest == "unit":
-            base += ".code"
-        elif item.quantity:
-            base += ".value"
+        if base.endswith(".valueQuantity"):
+            base += ".code" if rest == "unit" else ".value"
         return FieldError(base, error.message, error.rule, error.allowed)
 
 

@@ -533,3 +533,32 @@ def test_hostile_prefetch_values_are_4xx_never_5xx(client: FlaskClient, value: A
     r = call(client, WEANING, cds_request(prefetch))
     assert r.status_code in (400, 412), r.get_json()
     assert r.mimetype == "application/problem+json"
+
+
+def test_rule_errors_point_at_the_fhir_element_they_came_from(client: FlaskClient) -> None:
+    prefetch = fhir.weaning_prefetch()
+    prefetch["apache"] = bundle(observation(LOINC, "9264-3", 80, "{score}"))
+    prefetch["vis"] = bundle(
+        observation(LOCAL, "vis-0h", None, hours_ago=30, valueInteger=0),
+        observation(LOCAL, "vis-24h", 12, "{score}", hours_ago=6),
+    )
+    r = call(client, WEANING, cds_request(prefetch))
+    assert r.status_code == 400
+    assert r.get_json()["code"] == "invalid_clinical_data"
+    assert sorted((e["path"], e["rule"]) for e in r.get_json()["errors"]) == [
+        ("prefetch.apache.entry[0].resource.valueQuantity.value", "range"),
+        ("prefetch.vis.entry[0].resource.valueInteger", "nonzero"),
+    ]
+
+
+def test_a_sum_out_of_bounds_is_reported_at_the_prefetch_key(client: FlaskClient) -> None:
+    prefetch = fhir.ich_prefetch()
+    prefetch["ffp"] = bundle(
+        observation(LOCAL, "ffp-volume", 12, "L", hours_ago=40),
+        observation(LOCAL, "ffp-volume", 9, "L", hours_ago=10),
+    )
+    r = call(client, ICH, cds_request(prefetch))
+    assert r.status_code == 400
+    error = r.get_json()["errors"][0]
+    assert (error["path"], error["rule"]) == ("prefetch.ffp", "range")
+    assert "sum of 2 resources" in error["message"]
