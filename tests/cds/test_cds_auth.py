@@ -254,3 +254,38 @@ def test_verification_off_logs_a_warning_at_start_up(
 ) -> None:
     create_app(Settings(model_dir=model_dir))
     assert any("JWT verification is OFF" in r.getMessage() for r in caplog.records)
+
+
+def test_an_unreachable_jwks_url_is_refused_with_the_reason(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(self: jwt.PyJWKClient) -> Any:
+        raise jwt.PyJWKClientConnectionError("connection refused")
+
+    monkeypatch.setattr(jwt.PyJWKClient, "fetch_data", unreachable)
+    app = create_app(
+        Settings(
+            model_dir=model_dir,
+            cds_jwt_required=True,
+            cds_jwks_urls=(JKU,),
+            cds_allowed_issuers=(ISSUER,),
+        )
+    )
+    refused(post(app.test_client(), token()), "jwks")
+
+
+def test_a_typ_other_than_jwt_is_refused(sclient: FlaskClient) -> None:
+    refused(post(sclient, token(headers={"typ": "at+jwt"})), "invalid_token")
+
+
+def test_an_unusable_jwks_file_stops_start_up(model_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "jwks.json"
+    bad.write_text('{"keys": []}')
+    settings = Settings(
+        model_dir=model_dir,
+        cds_jwt_required=True,
+        cds_jwks_file=bad,
+        cds_allowed_issuers=(ISSUER,),
+    )
+    with pytest.raises(ValueError, match="ECMO_CDS_JWKS_FILE"):
+        create_app(settings)
