@@ -71,9 +71,17 @@ class _Collector:
         return value
 
     def quantity(
-        self, path: str, qty: Mapping[str, Any], rule: InputRule, weight_kg: float | None
+        self,
+        path: str,
+        qty: Mapping[str, Any],
+        rule: InputRule,
+        weight_kg: float | None,
+        salt_factor: float = 1.0,
     ) -> float:
-        """Convert {"value", "unit"} to the canonical unit, then check it."""
+        """Convert {"value", "unit"} (and a salt to its base) to the canonical unit, then check it.
+
+        The hard bounds apply to the converted value: 5 ug/kg/min of norepinephrine bitartrate is
+        2.6 ug/kg/min of base, inside the 0-3 bound."""
         assert rule.quantity is not None  # a programming error, not an input check
         unit = qty["unit"]
         value = float(qty["value"])
@@ -87,7 +95,7 @@ class _Collector:
                 f"{path}.unit", f"unknown unit {unit!r} for {rule.label}{hint}", "unit", allowed
             )
             return math.nan
-        canonical = value * conv.factor
+        canonical = value * conv.factor * salt_factor
         if conv.per_weight:
             if weight_kg is None:
                 self.error(
@@ -102,7 +110,7 @@ class _Collector:
             canonical /= weight_kg
         shown = (
             f"{value:g} {unit}"
-            if unit == rule.unit
+            if unit == rule.unit and salt_factor == 1.0
             else f"{value:g} {unit} (= {canonical:.4g} {rule.unit})"
         )
         return self.number(f"{path}.value", canonical, rule, shown)
@@ -115,12 +123,13 @@ def _vis(c: _Collector, path: str, infusions: Mapping[str, Any], weight: float |
         qty = infusions.get(drug)
         if qty is None:
             continue  # not infused
-        rate = c.quantity(f"{path}.{drug}", qty, specs.RATE_RULES[drug], weight)
+        salt = 1.0
         if drug == "norepinephrine" and qty.get("salt") == "bitartrate":
-            rate /= specs.NOREPINEPHRINE_BITARTRATE_PER_BASE
+            salt = 1.0 / specs.NOREPINEPHRINE_BITARTRATE_PER_BASE
+        rate = c.quantity(f"{path}.{drug}", qty, specs.RATE_RULES[drug], weight, salt)
         total += weight_factor * rate
-    if len(c.errors) > errors_before:
-        return math.nan  # a rate is already reported; a derived error would only repeat it
+    if len(c.errors) > errors_before or math.isnan(total):
+        return math.nan  # a rate (or the weight) is already reported; don't repeat it
     return c.number(path, total, specs.VIS_RULE, f"computed VIS {total:.4g}")
 
 

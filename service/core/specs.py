@@ -15,11 +15,17 @@ class Bounds:
     high: float
 
     def contains(self, value: float) -> bool:
-        return self.low <= value <= self.high
+        # A relative 1e-9 slack so that a value exactly at a bound stays inside after a unit
+        # conversion's float round-off (14.4 mg/h at 80 kg is 3.0000000000000004 ug/kg/min).
+        return self.low - _slack(self.low) <= value <= self.high + _slack(self.high)
 
     def describe(self, unit: str) -> str:
         suffix = f" {unit}" if unit else ""
         return f"{_fmt(self.low)} to {_fmt(self.high)}{suffix}"
+
+
+def _slack(bound: float) -> float:
+    return 1e-9 * max(1.0, abs(bound))
 
 
 def _fmt(x: float) -> str:
