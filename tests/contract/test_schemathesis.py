@@ -8,7 +8,11 @@ The one widened expectation: a schema-valid predict body may be 422 (positive_da
 because some clinical rules cannot be written in JSON Schema: bounds that depend on the unit
 (300 mg/dL lactate), per-patient rates without body_weight, a computed VIS outside 0-600, a GWR
 from Hounsfield units outside 0.8-1.8, and a weaning body sent to the ich model (the body schema
-is a oneOf over the kinds; the path does not say which). openapi.yaml documents all of these.
+is a oneOf over the kinds; the path does not say which). Likewise a schema-valid CDS Hooks call
+may be 400 (a prefetched FHIR resource that is not a usable searchset Bundle, a value outside the
+clinical bounds) or 412 (a needed observation absent or outside its time window), and feedback
+`accepted` without acceptedSuggestions is 400 (the CDS Hooks spec). openapi.yaml documents all of
+these.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ CONFIG = """
 [[operations]]
 include-operation-id = ["predict", "predictBatch"]
 checks.positive_data_acceptance.expected-statuses = ["2XX", "404", "422"]
+
+[[operations]]
+include-operation-id = ["cdsCall", "cdsFeedback"]
+checks.positive_data_acceptance.expected-statuses = ["2XX", "400", "404", "412"]
 """
 
 
