@@ -45,7 +45,7 @@ def ich(**changes: Any) -> dict[str, Any]:
     return {"inputs": {k: v for k, v in inputs.items() if v is not None}}
 
 
-def q(value: Any, unit: str, **extra: Any) -> dict[str, Any]:
+def q(value: Any, unit: Any, **extra: Any) -> dict[str, Any]:
     return {"value": value, "unit": unit, **extra}
 
 
@@ -422,6 +422,7 @@ W, I = "weaning", "ich"  # noqa: E741
 
 def bound_rows() -> list[Case]:
     rows: list[Case] = []
+    value: float
 
     def add(
         model: str, label: str, body: dict[str, Any], path: str, inside: bool, batch: bool = False
@@ -433,7 +434,7 @@ def bound_rows() -> list[Case]:
 
     for value, inside in ((0, True), (71, True), (-1, False), (72, False)):
         add(W, f"apache_ii {value}", weaning(apache_ii=value), "inputs.apache_ii", inside)
-    lactate = {
+    lactate: dict[str, list[tuple[float, bool]]] = {
         "mmol/L": [(0.1, True), (30, True), (0.099, False), (30.01, False)],
         "mg/dL": [(0.91, True), (270.2, True), (0.9, False), (270.3, False)],
         "umol/L": [(100, True), (30_000, True), (99, False), (30_001, False)],
@@ -455,7 +456,7 @@ def bound_rows() -> list[Case]:
     add(W, "vis_0h -0.01", weaning(vis_0h=-0.01), "inputs.vis_0h", False)
 
     # drug rates at 24 h (0 h keeps VIS 40 via vis_0h), body weight 80 kg for per-patient units
-    per_kg = {
+    per_kg: dict[str, float] = {
         "dopamine": 30,
         "dobutamine": 30,
         "epinephrine": 3,
@@ -494,7 +495,7 @@ def bound_rows() -> list[Case]:
             "inputs.infusions_24h.norepinephrine.value",
             inside,
         )
-    vaso = {
+    vaso: dict[str, float] = {
         "U/kg/min": 0.002,
         "[U]/kg/min": 0.002,
         "mU/kg/min": 2,
@@ -525,7 +526,7 @@ def bound_rows() -> list[Case]:
         "inputs.infusions_24h.vasopressin.value",
         False,
     )
-    weight = {
+    weight: dict[str, list[tuple[float, bool]]] = {
         "kg": [(20, True), (300, True), (19.9, False), (300.1, False)],
         "lb": [(44.1, True), (661.3, True), (44.0, False), (661.5, False)],
         "[lb_av]": [(44.1, True), (661.3, True)],
@@ -578,7 +579,7 @@ def bound_rows() -> list[Case]:
         "inputs.grey_matter_hu",
         False,
     )
-    platelets = {
+    platelets: dict[str, list[tuple[float, bool]]] = {
         "10*9/L": [(0, True), (2000, True), (-0.1, False), (2000.1, False)],
         "10*3/uL": [(2000, True), (2000.1, False)],
         "/nL": [(2000, True), (2000.1, False)],
@@ -594,7 +595,7 @@ def bound_rows() -> list[Case]:
                 "inputs.min_platelets.value",
                 inside,
             )
-    ffp = {
+    ffp: dict[str, list[tuple[float, bool]]] = {
         "mL": [(0, True), (20_000, True), (-1, False), (20_000.1, False)],
         "L": [(20, True), (20.001, False), (-0.001, False)],
     }
