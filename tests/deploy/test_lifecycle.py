@@ -39,9 +39,9 @@ from tests.deploy.harness import (
 pytestmark = pytest.mark.slow
 
 WORKERS = 2
-GRACEFUL_TIMEOUT = 10
+GRACEFUL_TIMEOUT = 15
 MAX_BATCH = 20000
-TARGET_SECONDS = 1.5
+TARGET_SECONDS = 1.0
 
 
 @pytest.fixture
@@ -83,11 +83,14 @@ def test_sigterm_completes_in_flight_requests_and_exits_within_graceful_timeout(
 ) -> None:
     server = serve(ECMO_MAX_BATCH=str(MAX_BATCH), ECMO_MAX_BODY_BYTES=str(16 * 1024 * 1024))
     # Size the batches for this machine: each should keep its worker busy for ~TARGET seconds.
-    started = time.monotonic()
-    status, _ = request(server.port, "POST", "/v1/models/weaning/predict/batch", _batch(500))
-    assert status == 200
-    per_patient = (time.monotonic() - started) / 500
-    size = max(500, min(MAX_BATCH, int(TARGET_SECONDS / per_patient)))
+    # Best of two warm-ups, so one slow first request does not shrink the batch too much.
+    timings = []
+    for _ in range(2):
+        started = time.monotonic()
+        status, _ = request(server.port, "POST", "/v1/models/weaning/predict/batch", _batch(500))
+        assert status == 200
+        timings.append((time.monotonic() - started) / 500)
+    size = max(2000, min(MAX_BATCH, int(TARGET_SECONDS / min(timings))))
     body = _batch(size)
     load = LoadClient(
         server.port,
