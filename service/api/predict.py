@@ -12,6 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.api.body import read_json
 from service.api.deps import Deps
+from service.api.fastload import fast_load
 from service.api.responses import json_response
 from service.api.schemas import BATCH_SCHEMAS, PATIENT_SCHEMAS, flatten_errors
 from service.core.inputs import resolve
@@ -67,6 +68,11 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
             metrics.validation_errors.labels(model=known, field=field or "<body>").inc()
 
     def load(schema_name: str, name: str, payload: Any, batch: bool) -> dict[str, Any]:
+        # A fully valid body takes the plain-check path; anything else goes to marshmallow,
+        # which words every error (see service/api/fastload.py).
+        fast = fast_load(schema_name, payload, batch)
+        if fast is not None:
+            return fast
         schema = (BATCH_SCHEMAS if batch else PATIENT_SCHEMAS)[schema_name]
         try:
             data: dict[str, Any] = schema.load(payload)
