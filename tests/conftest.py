@@ -11,6 +11,9 @@ from service.app import create_app
 from service.config import Settings
 from tests.factories import write_model
 
+# Any 5xx other than 503 (not ready) fails the test that caused it, across the whole suite.
+pytest_plugins = ["tests.contract.no_5xx"]
+
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

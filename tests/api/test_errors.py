@@ -117,7 +117,9 @@ def test_method_not_allowed_lists_allowed_methods(client: FlaskClient) -> None:
 
 
 @pytest.mark.parametrize("code", sorted(c for c in default_exceptions if c >= 400))
-def test_every_werkzeug_error_uses_the_one_shape(app: Any, code: int) -> None:
+def test_every_werkzeug_error_uses_the_one_shape(
+    app: Any, code: int, allow_server_errors: None
+) -> None:
     from flask import abort
 
     app.add_url_rule(f"/boom{code}", f"boom{code}", lambda: abort(code))
@@ -125,7 +127,9 @@ def test_every_werkzeug_error_uses_the_one_shape(app: Any, code: int) -> None:
     problem(r, code)
 
 
-def test_unhandled_exception_is_a_500_without_traceback(app: Any) -> None:
+def test_unhandled_exception_is_a_500_without_traceback(
+    app: Any, allow_server_errors: None
+) -> None:
     def explode() -> None:
         raise RuntimeError("secret internals")
 
