@@ -11,6 +11,7 @@ from service.api.deps import Deps
 from service.api.health import create_health_blueprint
 from service.api.metrics import create_metrics_blueprint
 from service.api.models import create_models_blueprint
+from service.api.oip import create_oip_blueprint
 from service.api.predict import create_predict_blueprint
 
 BLUEPRINT_FACTORIES: tuple[Callable[[Deps], Blueprint], ...] = (
@@ -19,6 +20,7 @@ BLUEPRINT_FACTORIES: tuple[Callable[[Deps], Blueprint], ...] = (
     create_models_blueprint,
     create_predict_blueprint,
     create_cds_blueprint,
+    create_oip_blueprint,
 )
 
 

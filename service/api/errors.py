@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flask import Flask, Response, g
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service.errors import (
     ArtifactRejected,
@@ -85,6 +85,13 @@ def problem(
     }
     body.update(extra)
     return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON, headers=headers)
+
+
+def too_large(detail: str, error: FieldError) -> RequestEntityTooLarge:
+    """A 413 that carries a field-level error like every other rejection."""
+    exc = RequestEntityTooLarge(detail)
+    exc.field_errors = [error]  # type: ignore[attr-defined]
+    return exc
 
 
 def _snake(name: str) -> str:

@@ -1,0 +1,405 @@
+"""Open Inference Protocol (KServe V2) REST face, for internal services and ML platforms.
+
+Endpoints: GET /v2, /v2/health/live, /v2/health/ready, /v2/models/<name>[/versions/<v>],
+.../ready, POST .../infer. One named 1-D input per clinical input (shape [n] or [n, 1], one
+patient per row), in the same canonical names as the JSON API. A quantity that has alternative
+units must say its unit in the input's `parameters.unit` (the same whitelist as the JSON API);
+nothing is assumed. Outputs: probability, log_odds, baseline_log_odds (FP64 [n]), risk_band and
+contributions (BYTES [n]; contributions are JSON strings). Errors keep the service's one
+problem+json shape and add the OIP `error` member, so V2 clients find their message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from flask import Blueprint, Response, g, request
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from service import __version__
+from service.api.body import read_json
+from service.api.deps import Deps
+from service.api.errors import PROBLEM_JSON, problem, too_large
+from service.api.responses import json_response
+from service.api.schemas import flatten_errors
+from service.core.inputs import resolve
+from service.core.predictor import Prediction, predict
+from service.core.registry import LoadedModel
+from service.core.specs import INPUT_RULES
+from service.errors import FieldError, InvalidInput, ModelNotReady
+
+SERVER_NAME = "ecmo-risk-service"
+DATATYPES = (
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+)
+NUMERIC = DATATYPES[1:12]
+
+# Tensor name -> (JSON API input, needs a unit, datatypes accepted)
+TENSORS: dict[str, dict[str, tuple[str, bool, tuple[str, ...]]]] = {
+    "weaning": {
+        "apache_ii": ("apache_ii", False, NUMERIC),
+        "vis_0h": ("vis_0h", False, NUMERIC),
+        "vis_24h": ("vis_24h", False, NUMERIC),
+        "lactate_24h": ("lactate_24h", True, NUMERIC),
+    },
+    "ich": {
+        "gwr": ("gwr", False, NUMERIC),
+        "stroke_history": ("stroke_history", False, ("BOOL",)),
+        "ffp_volume": ("ffp_volume", True, NUMERIC),
+        "min_platelets": ("min_platelets", True, NUMERIC),
+    },
+}
+OUTPUTS = {
+    "probability": ("FP64", "predicted probability of the model's outcome"),
+    "log_odds": ("FP64", "log-odds = baseline_log_odds + sum of contributions"),
+    "baseline_log_odds": ("FP64", "log-odds of the derivation cohort's average patient"),
+    "risk_band": ("BYTES", "risk band name from the model's manifest"),
+    "contributions": ("BYTES", "JSON list of {feature, value, unit, log_odds} per patient"),
+}
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class TensorSchema(_Strict):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    shape = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=0)),
+        required=True,
+        validate=validate.Length(min=1, max=2),
+    )
+    datatype = fields.String(required=True, validate=validate.OneOf(DATATYPES))
+    parameters = fields.Dict(keys=fields.String(), values=fields.Raw())
+    data = fields.List(fields.Raw(), required=True)
+
+
+class RequestedOutputSchema(_Strict):
+    name = fields.String(required=True, validate=validate.OneOf(list(OUTPUTS)))
+    parameters = fields.Dict(keys=fields.String(), values=fields.Raw())
+
+
+class InferenceRequestSchema(_Strict):
+    id = fields.String(validate=validate.Length(max=256))
+    parameters = fields.Dict(keys=fields.String(), values=fields.Raw())
+    inputs = fields.List(
+        fields.Nested(TensorSchema), required=True, validate=validate.Length(min=1)
+    )
+    outputs = fields.List(fields.Nested(RequestedOutputSchema))
+
+
+INFERENCE_REQUEST = InferenceRequestSchema()
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    flat: list[Any] = []
+    for item in data:
+        if isinstance(item, list):
+            flat.extend(_flatten(item))
+        else:
+            flat.append(item)
+    return flat
+
+
+def _element_ok(value: Any, datatype: str) -> bool:
+    if datatype == "BOOL":
+        return isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if datatype.startswith(("INT", "UINT")):
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def tensors_to_patients(
+    kind: str, tensors: list[dict[str, Any]], max_batch: int
+) -> list[dict[str, Any]]:
+    """Validate the input tensors and turn them into one JSON-API inputs mapping per patient."""
+    spec = TENSORS[kind]
+    errors: list[FieldError] = []
+    columns: dict[str, tuple[int, list[Any], str | None]] = {}
+    for k, t in enumerate(tensors):
+        where = f"inputs.{k}"
+        name = t["name"]
+        if name not in spec:
+            errors.append(
+                FieldError(
+                    f"{where}.name", f"unknown input {name!r}", "unknown_field", ", ".join(spec)
+                )
+            )
+            continue
+        if name in columns:
+            errors.append(
+                FieldError(f"{where}.name", f"input {name!r} given twice", "duplicate_key")
+            )
+            continue
+        _, needs_unit, datatypes = spec[name]
+        if t["datatype"] not in datatypes:
+            errors.append(
+                FieldError(
+                    f"{where}.datatype",
+                    f"{name} cannot be {t['datatype']}",
+                    "datatype",
+                    ", ".join(datatypes),
+                )
+            )
+            continue
+        shape = t["shape"]
+        if len(shape) == 2 and shape[1] != 1:
+            errors.append(
+                FieldError(
+                    f"{where}.shape",
+                    "one value per patient: shape [n] or [n, 1]",
+                    "shape",
+                    "[n] or [n, 1]",
+                )
+            )
+            continue
+        data = _flatten(t["data"])
+        if len(data) != shape[0]:
+            errors.append(
+                FieldError(
+                    f"{where}.data",
+                    f"{len(data)} values for shape {shape}",
+                    "shape",
+                    f"{shape[0]} values",
+                )
+            )
+            continue
+        bad = [i for i, v in enumerate(data) if not _element_ok(v, t["datatype"])]
+        if bad:
+            errors.append(
+                FieldError(
+                    f"{where}.data.{bad[0]}",
+                    f"not a valid {t['datatype']} value ({len(bad)} such)",
+                    "type",
+                    "finite JSON numbers" if t["datatype"] != "BOOL" else "true or false",
+                )
+            )
+            continue
+        unit = (t.get("parameters") or {}).get("unit")
+        if needs_unit and not isinstance(unit, str):
+            rule = INPUT_RULES[spec[name][0]]
+            errors.append(
+                FieldError(
+                    f"{where}.parameters.unit",
+                    f"{name} needs parameters.unit",
+                    "required",
+                    f"a unit, canonical {rule.unit}",
+                )
+            )
+            continue
+        columns[name] = (k, data, unit if needs_unit else None)
+    for name in spec:
+        if name not in columns and not any(
+            e.path.endswith(".name") is False and False for e in errors
+        ):
+            pass
+    missing = [n for n in spec if n not in columns and not any(t["name"] == n for t in tensors)]
+    for name in missing:
+        errors.append(
+            FieldError("inputs", f"input {name!r} is missing", "required", ", ".join(spec))
+        )
+    lengths = {len(data) for _, data, _ in columns.values()}
+    if not errors and len(lengths) > 1:
+        errors.append(
+            FieldError(
+                "inputs",
+                "inputs have different numbers of patients",
+                "shape",
+                "the same n for every input",
+            )
+        )
+    if errors:
+        raise InvalidInput(f"{len(errors)} input tensor(s) are not acceptable", errors)
+    n = lengths.pop() if lengths else 0
+    if n > max_batch:
+        raise too_large(
+            f"at most {max_batch} patients per request (got {n})",
+            FieldError("inputs", f"{n} patients", "max_items", f"1 to {max_batch} patients"),
+        )
+    if n == 0:
+        raise InvalidInput(
+            "no patients", [FieldError("inputs", "shape [0]", "shape", "at least 1 patient")]
+        )
+    patients: list[dict[str, Any]] = []
+    for i in range(n):
+        inputs: dict[str, Any] = {}
+        for name, (_, data, unit) in columns.items():
+            field = spec[name][0]
+            inputs[field] = {"value": data[i], "unit": unit} if unit is not None else data[i]
+        patients.append(inputs)
+    return patients
+
+
+def _tensor_path(columns: dict[str, int], patient: int, path: str) -> str:
+    """Map a JSON-API field path of patient i to the tensor element it came from."""
+    head, _, rest = path.partition(".")
+    k = columns.get(head)
+    if k is None:
+        return f"inputs (patient {patient}): {path}"
+    if rest == "unit":
+        return f"inputs.{k}.parameters.unit"
+    return f"inputs.{k}.data.{patient}"
+
+
+def create_oip_blueprint(deps: Deps) -> Blueprint:
+    bp = Blueprint("oip", __name__)
+    registry, metrics, settings = deps.registry, deps.metrics, deps.settings
+
+    @bp.after_request
+    def _add_error_member(response: Response) -> Response:
+        """OIP clients read `error`; the body keeps the one problem+json shape besides."""
+        if response.mimetype == PROBLEM_JSON:
+            body = json.loads(response.get_data())
+            body["error"] = body["detail"]
+            response.set_data(json.dumps(body))
+        return response
+
+    @bp.get("/v2")
+    def server_metadata() -> Response:
+        return json_response({"name": SERVER_NAME, "version": __version__, "extensions": []})
+
+    @bp.get("/v2/health/live")
+    def live() -> Response:
+        return json_response({"live": True})
+
+    @bp.get("/v2/health/ready")
+    def ready() -> Response:
+        if registry.ready:
+            return json_response({"ready": True})
+        detail = "; ".join(registry.not_ready_reasons())
+        return problem(503, "not_ready", "Service not ready", detail, ready=False)
+
+    def metadata(model: LoadedModel) -> dict[str, Any]:
+        spec = TENSORS[model.kind.name]
+        inputs = []
+        for name, (field, needs_unit, datatypes) in spec.items():
+            rule = INPUT_RULES.get(field)
+            label = rule.label if rule else "history of stroke (true/false)"
+            params: dict[str, Any] = {"description": label}
+            if needs_unit and rule:
+                params["unit"] = f"required: {rule.unit} or an accepted alternative"
+            inputs.append(
+                {
+                    "name": name,
+                    "datatype": datatypes[-1] if datatypes != ("BOOL",) else "BOOL",
+                    "shape": [-1],
+                    "parameters": params,
+                }
+            )
+        versions = sorted(s.version for s in registry.statuses if s.name == model.name)
+        return {
+            "name": model.name,
+            "versions": versions,
+            "platform": "scikit-learn",
+            "inputs": inputs,
+            "outputs": [
+                {"name": n, "datatype": d, "shape": [-1], "parameters": {"description": text}}
+                for n, (d, text) in OUTPUTS.items()
+            ],
+        }
+
+    @bp.get("/v2/models/<name>")
+    @bp.get("/v2/models/<name>/versions/<model_version>")
+    def model_metadata(name: str, model_version: str | None = None) -> Response:
+        return json_response(metadata(registry.get(name, model_version)))
+
+    @bp.get("/v2/models/<name>/ready")
+    @bp.get("/v2/models/<name>/versions/<model_version>/ready")
+    def model_ready(name: str, model_version: str | None = None) -> Response:
+        try:
+            model = registry.get(name, model_version)
+        except ModelNotReady as exc:
+            return problem(503, exc.code, exc.title, exc.detail, name=name, ready=False)
+        return json_response({"name": model.name, "ready": True})
+
+    @bp.post("/v2/models/<name>/infer")
+    @bp.post("/v2/models/<name>/versions/<model_version>/infer")
+    def infer(name: str, model_version: str | None = None) -> Response:
+        g.model = name
+        model = registry.get(name, model_version)
+        try:
+            req: dict[str, Any] = INFERENCE_REQUEST.load(read_json(request))
+        except ValidationError as exc:
+            raise InvalidInput(
+                "the inference request does not match the protocol", flatten_errors(exc.messages)
+            ) from None
+        patients = tensors_to_patients(model.kind.name, req["inputs"], settings.max_batch)
+        columns = {t["name"]: k for k, t in enumerate(req["inputs"])}
+        predictions: list[Prediction] = []
+        errors: list[FieldError] = []
+        for i, inputs in enumerate(patients):
+            try:
+                predictions.append(
+                    predict(model, resolve(model.kind, inputs, settings.ffp_ml_per_unit))
+                )
+            except InvalidInput as exc:
+                errors.extend(
+                    FieldError(
+                        _tensor_path(columns, i, e.path),
+                        f"patient {i}: {e.message}",
+                        e.rule,
+                        e.allowed,
+                    )
+                    for e in exc.errors
+                )
+        if errors:
+            raise InvalidInput(f"{len(errors)} value(s) are not acceptable", errors)
+        for p in predictions:
+            metrics.predictions.labels(
+                model=model.name, version=model.version, band=p.band.name
+            ).inc()
+            metrics.probability.labels(model=model.name, version=model.version).observe(
+                p.probability
+            )
+        n = len(predictions)
+        values: dict[str, list[Any]] = {
+            "probability": [p.probability for p in predictions],
+            "log_odds": [p.log_odds for p in predictions],
+            "baseline_log_odds": [p.baseline_log_odds for p in predictions],
+            "risk_band": [p.band.name for p in predictions],
+            "contributions": [
+                json.dumps(
+                    [
+                        {
+                            "feature": c.feature,
+                            "value": c.value,
+                            "unit": c.unit,
+                            "log_odds": c.log_odds,
+                        }
+                        for c in p.contributions
+                    ]
+                )
+                for p in predictions
+            ],
+        }
+        wanted = [o["name"] for o in req.get("outputs", [])] or list(OUTPUTS)
+        body: dict[str, Any] = {
+            "model_name": model.name,
+            "model_version": model.version,
+            "id": req.get("id", g.request_id),
+            "parameters": {"sha256": model.sha256},
+            "outputs": [
+                {"name": o, "datatype": OUTPUTS[o][0], "shape": [n], "data": values[o]}
+                for o in wanted
+            ],
+        }
+        return json_response(body)
+
+    return bp
