@@ -12,26 +12,25 @@ is a oneOf over the kinds; the path does not say which). Likewise a schema-valid
 may be 400 (a prefetched FHIR resource that is not a usable searchset Bundle, a value outside the
 clinical bounds) or 412 (a needed observation absent or outside its time window), and feedback
 `accepted` without acceptedSuggestions is 400 (the CDS Hooks spec). openapi.yaml documents all of
-these.
+these. The Open Inference Protocol infer operations may be 422 for the same clinical reasons and
+because which tensors need `parameters.unit` depends on the tensor's name, and 413 when the
+generated tensors carry more patients than the limit.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from service.config import REPO_MODELS_DIR
 from tests.contract.spec import SPEC_PATH
+from tests.server import gunicorn as running_gunicorn
 
 REPO = SPEC_PATH.parent
 SEED = int(os.environ.get("ECMO_SCHEMATHESIS_SEED", "20261123"))
@@ -45,64 +44,22 @@ include-operation-id = ["predict", "predictBatch"]
 checks.positive_data_acceptance.expected-statuses = ["2XX", "404", "422"]
 
 [[operations]]
+include-operation-id = ["oipInfer", "oipInferVersion"]
+checks.positive_data_acceptance.expected-statuses = ["2XX", "404", "413", "422"]
+
+[[operations]]
 include-operation-id = ["cdsCall", "cdsFeedback"]
 checks.positive_data_acceptance.expected-statuses = ["2XX", "400", "404", "412"]
 """
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """The shipped models served by real gunicorn on 127.0.0.1:<free port>; killed afterwards."""
+    """The shipped models served by real gunicorn on 127.0.0.1:<free port>; stopped afterwards."""
     tmp = tmp_path_factory.mktemp("gunicorn")
-    port = free_port()
-    log = tmp / "gunicorn.log"
-    env = {
-        **os.environ,
-        "ECMO_BIND": f"127.0.0.1:{port}",
-        "ECMO_MODEL_DIR": str(REPO_MODELS_DIR),
-        "ECMO_WORKERS": "2",
-        "ECMO_LOG_LEVEL": "WARNING",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom"),
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        str(REPO / "service" / "gunicorn_conf.py"),
-        "service.app:create_app()",
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if requests.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "gunicorn did not become ready:\n" + log.read_text()
-            time.sleep(0.1)
-        yield url, log
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+    env = {"ECMO_MODEL_DIR": str(REPO_MODELS_DIR), "ECMO_LOG_LEVEL": "WARNING"}
+    with running_gunicorn(tmp, env, workers=2) as server:
+        yield server.url, server.log_path
 
 
 def run_schemathesis(url: str, tmp: Path, name: str | None) -> tuple[int, int, str]:
