@@ -1,19 +1,24 @@
-"""Run the real gunicorn (the repository's config) on 127.0.0.1 for a test, and always stop it."""
+"""Real server processes for tests (gunicorn on 127.0.0.1), always stopped.
+
+A server starts in its own process group with PR_SET_PDEATHSIG, so it dies with the test process
+even if that is killed; `running()` stops it in a finally. `gunicorn()` runs the repository's
+gunicorn config exactly as scripts/serve and the Dockerfile do.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import http.client
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import requests
 
 REPO = Path(__file__).resolve().parent.parent
 GUNICORN_ARGS = ["-c", "service/gunicorn_conf.py", "service.app:create_app()"]
@@ -25,33 +30,136 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def worker_pids(self) -> list[int]:
-        out = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
-        return [int(p) for p in out.split()]
-
-
-def wait_until(predicate: object, timeout: float, what: str) -> None:
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(requests.RequestException):
-            if predicate():  # type: ignore[operator]
+        with contextlib.suppress(OSError):
+            if predicate():
                 return
         time.sleep(0.1)
     raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def workers(self) -> set[int]:
+        """PIDs whose parent is the gunicorn master."""
+        children = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.pid and fields[0] != "Z":
+                    children.add(int(stat.parent.name))
+        return children
+
+    def wait_workers(
+        self, count: int, timeout: float, exclude: frozenset[int] | set[int] = frozenset()
+    ) -> set[int]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            current = self.workers()
+            if len(current) == count and not current & exclude:
+                return current
+            time.sleep(0.05)
+        raise AssertionError(f"workers {self.workers()} (want {count} not in {exclude})")
+
+
+def start_server(
+    argv: list[str], env: Mapping[str, str], cwd: Path, port: int, log: Path
+) -> Server:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # dies with the test process, even a killed one
+        )
+    return Server(proc, port, log)
+
+
+def stop_server(server: Server) -> None:
+    """Quick shutdown (SIGINT: the master kills and reaps its workers), then SIGKILL the whole
+    process group (ours: start_new_session) if it lingers. Only while the master is unreaped,
+    so its PID, which is the group id, cannot have been reused."""
+    if server.proc.poll() is not None:
+        return  # a master that exited leaves no workers: they exit when their parent changes
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(server.pid, signal.SIGINT)
+    try:
+        server.proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.proc.wait(timeout=10)
+
+
+def ready_status(port: int, path: str = "/health/ready", timeout: float = 2.0) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def wait_ready(server: Server, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited {server.proc.returncode}:\n{server.logs()}")
+        try:
+            status = ready_status(server.port)
+            if status == 200:
+                return
+            last = str(status)
+        except OSError as exc:
+            last = repr(exc)
+        time.sleep(0.1)
+    raise AssertionError(f"not ready after {timeout}s ({last}):\n{server.logs()}")
+
+
+@contextlib.contextmanager
+def running(
+    argv: list[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    port: int,
+    log: Path,
+    ready_timeout: float = 30.0,
+) -> Iterator[Server]:
+    server = start_server(argv, env, cwd, port, log)
+    try:
+        wait_ready(server, ready_timeout)
+        yield server
+    finally:
+        stop_server(server)
 
 
 @contextlib.contextmanager
@@ -59,10 +167,9 @@ def gunicorn(
     tmp_path: Path,
     env: Mapping[str, str] | None = None,
     workers: int = 2,
-    args: list[str] | None = None,
-    ready_path: str = "/health/ready",
-    start_timeout: float = 60.0,
+    ready_timeout: float = 60.0,
 ) -> Iterator[Server]:
+    """The repository's gunicorn config on a free 127.0.0.1 port, with its own metrics dir."""
     port = free_port()
     multiproc = tmp_path / f"prom-{port}"
     multiproc.mkdir()
@@ -73,28 +180,6 @@ def gunicorn(
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
         **(env or {}),
     }
-    log_path = tmp_path / f"gunicorn-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", *(args or GUNICORN_ARGS)],
-            cwd=REPO,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(process, f"http://127.0.0.1:{port}", log_path)
-    try:
-        wait_until(
-            lambda: requests.get(server.url + ready_path, timeout=2).status_code == 200,
-            start_timeout,
-            f"gunicorn on port {port} to be ready",
-        )
-        yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    argv = [sys.executable, "-m", "gunicorn", *GUNICORN_ARGS]
+    with running(argv, full_env, REPO, port, tmp_path / f"gunicorn-{port}.log", ready_timeout) as s:
+        yield s

@@ -9,7 +9,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import ICH_INPUTS, write_model
-from tests.server import gunicorn, wait_until
+from tests.server import gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +29,7 @@ def test_three_workers_report_exactly_n_predictions(tmp_path: Path) -> None:
     write_model(models, "ich")
     n = 90
     with gunicorn(tmp_path, {"ECMO_MODEL_DIR": str(models)}, workers=3) as server:
-        wait_until(lambda: len(server.worker_pids()) == 3, 30, "3 workers")
-        workers = server.worker_pids()
+        workers = server.wait_workers(3, timeout=30)
         for _ in range(n):
             # A new connection per request lets the kernel spread requests over the workers.
             r = requests.post(

@@ -59,7 +59,7 @@ def gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
     tmp = tmp_path_factory.mktemp("gunicorn")
     env = {"ECMO_MODEL_DIR": str(REPO_MODELS_DIR), "ECMO_LOG_LEVEL": "WARNING"}
     with running_gunicorn(tmp, env, workers=2) as server:
-        yield server.url, server.log_path
+        yield server.url, server.log
 
 
 def run_schemathesis(url: str, tmp: Path, name: str | None) -> tuple[int, int, str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.harness import REPO
+from tests.server import REPO
 
 
 @pytest.fixture

@@ -1,47 +1,32 @@
 """Real gunicorn on 127.0.0.1 for the deployment tests, plus a bounded load client.
 
-A server is started in its own process group with PR_SET_PDEATHSIG, so it dies with the test
-process even if the test process is killed; the fixtures also kill the group in a finally.
+Servers come from tests/server.py (own process group, PR_SET_PDEATHSIG, stopped in a finally).
 Requests use http.client with one connection per request (as the sync workers close after each
 response), so a request is "accepted" exactly when a worker has read it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import http.client
 import json
 import os
 import re
 import shlex
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.factories import WEANING_INPUTS
+from tests.server import (
+    REPO,
+)
+
 DOCKERFILE = REPO / "Dockerfile"
 VENV_BIN = Path(sys.executable).parent
-
-WEANING_INPUTS: dict[str, Any] = {
-    "apache_ii": 22,
-    "vis_0h": 40,
-    "vis_24h": 12,
-    "lactate_24h": {"value": 2.8, "unit": "mmol/L"},
-}
-ICH_INPUTS: dict[str, Any] = {
-    "gwr": 1.25,
-    "stroke_history": False,
-    "ffp_volume": {"value": 400, "unit": "mL"},
-    "min_platelets": {"value": 80, "unit": "10*9/L"},
-}
 
 
 # --- the image's contract, parsed from the Dockerfile ------------------------------------------
@@ -116,115 +101,7 @@ def host_env(image_env: Mapping[str, str], **overrides: str) -> dict[str, str]:
     return env
 
 
-# --- servers ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def workers(self) -> set[int]:
-        """PIDs whose parent is the gunicorn master."""
-        children = set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == self.pid and fields[0] != "Z":
-                    children.add(int(stat.parent.name))
-        return children
-
-    def wait_workers(
-        self, count: int, timeout: float, exclude: frozenset[int] | set[int] = frozenset()
-    ) -> set[int]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            current = self.workers()
-            if len(current) == count and not current & exclude:
-                return current
-            time.sleep(0.05)
-        raise AssertionError(f"workers {self.workers()} (want {count} not in {exclude})")
-
-
-def start_server(
-    argv: list[str], env: Mapping[str, str], cwd: Path, port: int, log: Path
-) -> Server:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # dies with the test process, even a killed one
-        )
-    return Server(proc, port, log)
-
-
-def stop_server(server: Server) -> None:
-    """Quick shutdown (SIGINT: the master kills and reaps its workers), then SIGKILL the whole
-    process group (ours: start_new_session) if it lingers. Only while the master is unreaped,
-    so its PID, which is the group id, cannot have been reused."""
-    if server.proc.poll() is not None:
-        return  # a master that exited leaves no workers: they exit when their parent changes
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(server.pid, signal.SIGINT)
-    try:
-        server.proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        server.proc.wait(timeout=10)
-
-
-def wait_ready(server: Server, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise AssertionError(f"gunicorn exited {server.proc.returncode}:\n{server.logs()}")
-        try:
-            status, body = request(server.port, "GET", "/health/ready", timeout=2)
-            if status == 200:
-                return
-            last = f"{status} {body}"
-        except OSError as exc:
-            last = repr(exc)
-        time.sleep(0.1)
-    raise AssertionError(f"not ready after {timeout}s ({last}):\n{server.logs()}")
-
-
-@contextlib.contextmanager
-def running(
-    argv: list[str], env: Mapping[str, str], cwd: Path, port: int, log: Path
-) -> Iterator[Server]:
-    server = start_server(argv, env, cwd, port, log)
-    try:
-        wait_ready(server)
-        yield server
-    finally:
-        stop_server(server)
+# --- servers: tests/server.py ------------------------------------------------------------------
 
 
 # --- requests ---------------------------------------------------------------------------------

@@ -16,15 +16,9 @@ from pathlib import Path
 import pytest
 
 from service.config import REPO_MODELS_DIR
-from tests.deploy.harness import (
-    REPO,
-    WEANING_INPUTS,
-    free_port,
-    host_env,
-    parse_dockerfile,
-    request,
-    running,
-)
+from tests.deploy.harness import host_env, parse_dockerfile, request
+from tests.factories import WEANING_INPUTS
+from tests.server import REPO, free_port, running
 
 SPEC = parse_dockerfile()
 

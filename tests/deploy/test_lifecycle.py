@@ -24,17 +24,14 @@ from typing import Any
 import pytest
 
 from tests.deploy.harness import (
-    REPO,
-    WEANING_INPUTS,
     LoadClient,
-    Server,
-    free_port,
     host_env,
     parse_dockerfile,
     predict_weaning,
     request,
-    running,
 )
+from tests.factories import WEANING_INPUTS
+from tests.server import REPO, Server, free_port, running
 
 pytestmark = pytest.mark.slow
 
