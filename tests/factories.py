@@ -1,6 +1,6 @@
-"""Tiny but real models for tests: a StandardScaler + LogisticRegression fitted on a few hundred
-random rows, written with a manifest exactly as the registry expects (sha256, versions, features,
-bands, self-tests computed by sklearn's own predict_proba)."""
+"""Tiny but real models for tests: the training command's own Pipeline (service.training.fit)
+fitted on a few hundred random rows, written with a manifest as the registry expects (sha256,
+versions, features, bands, self-tests computed by sklearn's own predict_proba)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,15 @@ import hashlib
 import json
 import platform
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
 import sklearn
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from service.core.specs import MODEL_KINDS
+from service.training.fit import fit, predict_proba
 
 # Feature distributions roughly like the clinical cohorts, so realistic payloads are in range.
 _COLUMNS: dict[str, list[tuple[float, float, float, float]]] = {
@@ -43,7 +40,7 @@ BANDS = {
 }
 
 
-def fit_tiny(kind: str, seed: int = 0, n: int = 400) -> tuple[Pipeline, np.ndarray]:
+def fit_tiny(kind: str, seed: int = 0, n: int = 400) -> tuple[Any, np.ndarray]:
     rng = np.random.default_rng(seed)
     cols = [np.clip(rng.normal(m, s, n), lo, hi) for m, s, lo, hi in _COLUMNS[kind]]
     if kind == "ich":
@@ -51,11 +48,7 @@ def fit_tiny(kind: str, seed: int = 0, n: int = 400) -> tuple[Pipeline, np.ndarr
     x = np.column_stack(cols)
     z = (x - x.mean(axis=0)) @ np.array(_TRUE_WEIGHTS[kind])
     y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(int)
-    pipeline = Pipeline([("scaler", StandardScaler()), ("clf", LogisticRegression(C=1e6))])
-    pipeline.fit(x, y)
-    names = np.asarray(MODEL_KINDS[kind].feature_names, dtype=object)
-    pipeline.steps[0][1].feature_names_in_ = names
-    return pipeline, x
+    return fit(x, y, MODEL_KINDS[kind].feature_names), x
 
 
 def write_model(
@@ -70,9 +63,7 @@ def write_model(
     artifact = out / "model.joblib"
     joblib.dump(pipeline, artifact)
     probe = x[:5]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="X does not have valid feature names")
-        expected = pipeline.predict_proba(probe)[:, 1]
+    expected = predict_proba(pipeline, probe)
     manifest: dict[str, Any] = {
         "manifest_version": 1,
         "name": name,
