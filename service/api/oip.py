@@ -4,8 +4,8 @@ Endpoints: GET /v2, /v2/health/live, /v2/health/ready, /v2/models/<name>[/versio
 .../ready, POST .../infer. One named 1-D input per clinical input (shape [n] or [n, 1], one
 patient per row), in the same canonical names as the JSON API. A quantity that has alternative
 units must say its unit in the input's `parameters.unit` (the same whitelist as the JSON API);
-nothing is assumed. Outputs: probability, log_odds, baseline_log_odds (FP64 [n]), risk_band and
-contributions (BYTES [n]; contributions are JSON strings). Errors keep the service's one
+nothing is assumed. Outputs: probability, log_odds, baseline_log_odds (FP64 [n]), risk_band,
+contributions and warnings (BYTES [n]; contributions and warnings are JSON strings). Errors keep the service's one
 problem+json shape and add the OIP `error` member, so V2 clients find their message.
 """
 
@@ -69,6 +69,11 @@ OUTPUTS = {
     "baseline_log_odds": ("FP64", "log-odds of the derivation cohort's average patient"),
     "risk_band": ("BYTES", "risk band name from the model's manifest"),
     "contributions": ("BYTES", "JSON list of {feature, value, unit, log_odds} per patient"),
+    "warnings": (
+        "BYTES",
+        "JSON list of {path, code, message} per patient: values outside the usual range, "
+        "extrapolation beyond the derivation cohort (usually [])",
+    ),
 }
 
 
@@ -385,6 +390,12 @@ def create_oip_blueprint(deps: Deps) -> Blueprint:
                         }
                         for c in p.contributions
                     ]
+                )
+                for p in predictions
+            ],
+            "warnings": [
+                json.dumps(
+                    [{"path": w.path, "code": w.code, "message": w.message} for w in p.warnings]
                 )
                 for p in predictions
             ],

@@ -48,7 +48,7 @@ def test_server_metadata_and_health(client: FlaskClient) -> None:
 @pytest.mark.parametrize("name", ["weaning", "ich"])
 def test_every_model_has_metadata(client: FlaskClient, name: str) -> None:
     meta = client.get(f"/v2/models/{name}").get_json()
-    assert meta["name"] == name and len(meta["inputs"]) == 4 and len(meta["outputs"]) == 5
+    assert meta["name"] == name and len(meta["inputs"]) == 4 and len(meta["outputs"]) == 6
 
 
 def test_model_metadata_lists_inputs_with_units(client: FlaskClient) -> None:
@@ -107,6 +107,15 @@ def test_requested_outputs_only(client: FlaskClient) -> None:
     assert outputs(r.get_json())["probability"][0] == pytest.approx(
         single["probability"], abs=1e-12
     )
+
+
+def test_extrapolation_is_reported_per_patient(client: FlaskClient) -> None:
+    tensors = weaning_tensors(2)
+    tensors[0]["data"] = [22, 70]  # APACHE II 70: inside the hard bounds, outside the usual range
+    body = client.post("/v2/models/weaning/infer", json={"inputs": tensors}).get_json()
+    warnings = [json.loads(w) for w in outputs(body)["warnings"]]
+    assert warnings[0] == []
+    assert {w["code"] for w in warnings[1]} >= {"outside_usual_range", "extrapolation"}
 
 
 def test_missing_unit_is_refused_not_assumed(client: FlaskClient) -> None:
