@@ -6,18 +6,25 @@ value the service would refuse can never end up in a training cohort.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class Bounds:
     low: float
     high: float
+    # A relative 1e-9 slack so that a value exactly at a bound stays inside after a unit
+    # conversion's float round-off (14.4 mg/h at 80 kg is 3.0000000000000004 ug/kg/min).
+    # Computed once: contains() runs for every value of every patient.
+    _low_slack: float = field(init=False, repr=False, compare=False)
+    _high_slack: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_low_slack", self.low - _slack(self.low))
+        object.__setattr__(self, "_high_slack", self.high + _slack(self.high))
 
     def contains(self, value: float) -> bool:
-        # A relative 1e-9 slack so that a value exactly at a bound stays inside after a unit
-        # conversion's float round-off (14.4 mg/h at 80 kg is 3.0000000000000004 ug/kg/min).
-        return self.low - _slack(self.low) <= value <= self.high + _slack(self.high)
+        return self._low_slack <= value <= self._high_slack
 
     def describe(self, unit: str) -> str:
         suffix = f" {unit}" if unit else ""
