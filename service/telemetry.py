@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -27,6 +28,21 @@ class Metrics:
     model_info: Gauge
     cds_feedback: Counter
     _info_pid: int = field(default=0)
+    # labels() validates and looks up its arguments on every call; the labelled children for a
+    # (model, version, band) are the same objects every time, and a batch observes 1,000 of them.
+    _prediction_children: dict[tuple[str, str, str], tuple[Any, Any]] = field(default_factory=dict)
+
+    def observe_prediction(self, model: str, version: str, band: str, probability: float) -> None:
+        """One scored patient: counted by model, version and band; its probability histogrammed."""
+        key = (model, version, band)
+        pair = self._prediction_children.get(key)
+        if pair is None:
+            pair = self._prediction_children[key] = (
+                self.predictions.labels(model=model, version=version, band=band),
+                self.probability.labels(model=model, version=version),
+            )
+        pair[0].inc()
+        pair[1].observe(probability)
 
     def mark_models(self, models: list[tuple[str, str, str]]) -> None:
         """Set model_info once per process (the gauge is per live process in multiprocess mode)."""

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Request
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
+from service.api.errors import with_field_error
 from service.errors import FieldError, MalformedRequest
 
 JSON_TYPES = ("application/json",)
@@ -47,24 +48,23 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def read_json(request: Request) -> Any:
     if request.mimetype not in JSON_TYPES:
         got = request.mimetype or "no Content-Type"
-        exc = UnsupportedMediaType(f"send the body as application/json (got {got})")
-        exc.field_errors = [  # type: ignore[attr-defined]
-            FieldError("", f"Content-Type {got} is not JSON", "content_type", "application/json")
-        ]
-        raise exc
+        raise with_field_error(
+            UnsupportedMediaType(f"send the body as application/json (got {got})"),
+            FieldError("", f"Content-Type {got} is not JSON", "content_type", "application/json"),
+        )
     try:
         raw = request.get_data(cache=False)
     except RequestEntityTooLarge as exc:
         limit = request.max_content_length
-        exc.field_errors = [  # type: ignore[attr-defined]
+        raise with_field_error(  # noqa: B904 - re-raising the same exception, enriched
+            exc,
             FieldError(
                 "",
                 "the body is larger than the service accepts",
                 "max_bytes",
                 f"at most {limit} bytes",
-            )
-        ]
-        raise
+            ),
+        )
     if not raw.strip():
         raise MalformedRequest(
             "the request body is empty", [FieldError("", "expected a JSON object", "required")]

@@ -247,8 +247,7 @@ def create_cds_blueprint(
         model = registry.get(service.model)
         assessment = assess(service, model, data.get("prefetch"), clock(), settings.ffp_ml_per_unit)
         p = assessment.prediction
-        metrics.predictions.labels(model=model.name, version=model.version, band=p.band.name).inc()
-        metrics.probability.labels(model=model.name, version=model.version).observe(p.probability)
+        metrics.observe_prediction(model.name, model.version, p.band.name, p.probability)
         card_url = f"{base_url()}/v1/models/{model.name}/card?version={model.version}"
         return json_response({"cards": cards(assessment, card_url)})
 

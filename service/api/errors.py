@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, Response, g
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 from service.errors import (
     ArtifactRejected,
@@ -31,6 +31,7 @@ from service.errors import (
 )
 
 PROBLEM_JSON = "application/problem+json"
+HTTPExceptionT = TypeVar("HTTPExceptionT", bound=HTTPException)
 log = logging.getLogger("ecmo.errors")
 
 ERROR_STATUS: dict[type[ServiceError], int] = {
@@ -87,9 +88,9 @@ def problem(
     return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON, headers=headers)
 
 
-def too_large(detail: str, error: FieldError) -> RequestEntityTooLarge:
-    """A 413 that carries a field-level error like every other rejection."""
-    exc = RequestEntityTooLarge(detail)
+def with_field_error(exc: HTTPExceptionT, error: FieldError) -> HTTPExceptionT:
+    """A werkzeug HTTPException (413, 415, ...) that carries a field-level error like every other
+    rejection; the handler below puts it in `errors`."""
     exc.field_errors = [error]  # type: ignore[attr-defined]
     return exc
 

@@ -17,11 +17,12 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from service import __version__
 from service.api.body import read_json
 from service.api.deps import Deps
-from service.api.errors import PROBLEM_JSON, problem, too_large
+from service.api.errors import PROBLEM_JSON, problem, with_field_error
 from service.api.responses import json_response
 from service.api.schemas import flatten_errors
 from service.core.inputs import resolve
@@ -234,8 +235,8 @@ def tensors_to_patients(
         raise InvalidInput(f"{len(errors)} input tensor(s) are not acceptable", errors)
     n = lengths.pop() if lengths else 0
     if n > max_batch:
-        raise too_large(
-            f"at most {max_batch} patients per request (got {n})",
+        raise with_field_error(
+            RequestEntityTooLarge(f"at most {max_batch} patients per request (got {n})"),
             FieldError("inputs", f"{n} patients", "max_items", f"1 to {max_batch} patients"),
         )
     if n == 0:
@@ -367,12 +368,7 @@ def create_oip_blueprint(deps: Deps) -> Blueprint:
         if errors:
             raise InvalidInput(f"{len(errors)} value(s) are not acceptable", errors)
         for p in predictions:
-            metrics.predictions.labels(
-                model=model.name, version=model.version, band=p.band.name
-            ).inc()
-            metrics.probability.labels(model=model.name, version=model.version).observe(
-                p.probability
-            )
+            metrics.observe_prediction(model.name, model.version, p.band.name, p.probability)
         n = len(predictions)
         values: dict[str, list[Any]] = {
             "probability": [p.probability for p in predictions],
