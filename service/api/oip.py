@@ -211,11 +211,6 @@ def tensors_to_patients(
             )
             continue
         columns[name] = (k, data, unit if needs_unit else None)
-    for name in spec:
-        if name not in columns and not any(
-            e.path.endswith(".name") is False and False for e in errors
-        ):
-            pass
     missing = [n for n in spec if n not in columns and not any(t["name"] == n for t in tensors)]
     for name in missing:
         errors.append(
