@@ -7,7 +7,11 @@ folded into "<unknown>"). No label ever carries a patient value.
 
 from __future__ import annotations
 
+import bisect
+import collections
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +36,7 @@ class Metrics:
     # (model, version, band) are the same objects every time, and a batch observes 1,000 of them.
     _prediction_children: dict[tuple[str, str, str], tuple[Any, Any]] = field(default_factory=dict)
 
-    def observe_prediction(self, model: str, version: str, band: str, probability: float) -> None:
-        """One scored patient: counted by model, version and band; its probability histogrammed."""
+    def _children(self, model: str, version: str, band: str) -> tuple[Any, Any]:
         key = (model, version, band)
         pair = self._prediction_children.get(key)
         if pair is None:
@@ -41,8 +44,37 @@ class Metrics:
                 self.predictions.labels(model=model, version=version, band=band),
                 self.probability.labels(model=model, version=version),
             )
-        pair[0].inc()
-        pair[1].observe(probability)
+        return pair
+
+    def observe_prediction(self, model: str, version: str, band: str, probability: float) -> None:
+        """One scored patient: counted by model, version and band; its probability histogrammed."""
+        counter, histogram = self._children(model, version, band)
+        counter.inc()
+        histogram.observe(probability)
+
+    def observe_predictions(
+        self, model: str, version: str, bands: Sequence[str], probabilities: Sequence[float]
+    ) -> None:
+        """A batch of scored patients: the same counts as observe_prediction for each, but one
+        update per band and per histogram bucket instead of one per patient (in multiprocess mode
+        each update is a write to a shared file; a 1,000-patient batch spent ~30 % of its time here).
+        """
+        for band, count in collections.Counter(bands).items():
+            self._children(model, version, band)[0].inc(count)
+        histogram = self.probability.labels(model=model, version=version)
+        buckets = getattr(histogram, "_buckets", None)
+        total = getattr(histogram, "_sum", None)
+        bounds = getattr(histogram, "_upper_bounds", None)
+        if buckets is None or total is None or bounds is None:
+            # prometheus_client's internals moved: fall back to the public API, one by one.
+            for p in probabilities:
+                histogram.observe(p)
+            return
+        # Histogram.observe counts an amount in the first bucket whose bound is >= it.
+        per_bucket = collections.Counter(bisect.bisect_left(bounds, p) for p in probabilities)
+        for index, count in per_bucket.items():
+            buckets[index].inc(count)
+        total.inc(math.fsum(probabilities))
 
     def mark_models(self, models: list[tuple[str, str, str]]) -> None:
         """Set model_info once per process (the gauge is per live process in multiprocess mode)."""

@@ -145,9 +145,14 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
             raise InvalidInput(
                 f"{len(errors)} input value(s) in the batch are not acceptable", errors
             )
+        metrics.observe_predictions(
+            model.name,
+            model.version,
+            [p.band.name for p in predictions],
+            [p.probability for p in predictions],
+        )
         results = []
         for patient, p in zip(data["patients"], predictions, strict=True):
-            observe(p)
             item = prediction_body(p)
             for key in ECHOED:
                 if key in patient:
