@@ -4,8 +4,10 @@ Endpoints: GET /v2, /v2/health/live, /v2/health/ready, /v2/models/<name>[/versio
 .../ready, POST .../infer. One named 1-D input per clinical input (shape [n] or [n, 1], one
 patient per row), in the same canonical names as the JSON API. A quantity that has alternative
 units must say its unit in the input's `parameters.unit` (the same whitelist as the JSON API);
-nothing is assumed. Outputs: probability, log_odds, baseline_log_odds (FP64 [n]), risk_band,
-contributions and warnings (BYTES [n]; contributions and warnings are JSON strings). Errors keep the service's one
+nothing is assumed. Outputs: probability, log_odds, baseline_log_odds (FP64 [n]), contributions
+(FP64 [n, features]), risk_band and warnings (BYTES [n]; warnings are JSON strings). Rows that pass
+every rule without a warning are scored as numpy columns (core.columns); the others go through
+the same per-patient path as the JSON API, which words every error and warning. Errors keep the service's one
 problem+json shape and add the OIP `error` member, so V2 clients find their message.
 """
 
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from flask import Blueprint, Response, g, request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -25,8 +29,9 @@ from service.api.deps import Deps
 from service.api.errors import PROBLEM_JSON, problem, with_field_error
 from service.api.responses import json_response
 from service.api.schemas import flatten_errors
+from service.core.columns import score_columns
 from service.core.inputs import resolve
-from service.core.predictor import Prediction, predict
+from service.core.predictor import predict
 from service.core.registry import LoadedModel
 from service.core.specs import INPUT_RULES
 from service.errors import FieldError, InvalidInput, ModelNotReady
@@ -69,7 +74,11 @@ OUTPUTS = {
     "log_odds": ("FP64", "log-odds = baseline_log_odds + sum of contributions"),
     "baseline_log_odds": ("FP64", "log-odds of the derivation cohort's average patient"),
     "risk_band": ("BYTES", "risk band name from the model's manifest"),
-    "contributions": ("BYTES", "JSON list of {feature, value, unit, log_odds} per patient"),
+    "contributions": (
+        "FP64",
+        "log-odds contribution of each feature, shape [n, features], in the order given by the "
+        "output's parameters.features (the manifest's feature order)",
+    ),
     "warnings": (
         "BYTES",
         "JSON list of {path, code, message} per patient: values outside the usual range, "
@@ -92,7 +101,8 @@ class TensorSchema(_Strict):
     )
     datatype = fields.String(required=True, validate=validate.OneOf(DATATYPES))
     parameters = fields.Dict(keys=fields.String(), values=fields.Raw())
-    data = fields.List(fields.Raw(), required=True)
+    # Checked element by element in tensors_to_columns; a List(Raw) field costs ~1 us per element.
+    data = fields.Raw(required=True)
 
 
 class RequestedOutputSchema(_Strict):
@@ -122,6 +132,19 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
+def _bad_elements(data: list[Any], datatype: str) -> list[int]:
+    """Indices of elements that are not valid for the datatype (usually none: checked fast)."""
+    if datatype != "BOOL" and all(type(v) is float or type(v) is int for v in data):
+        array = np.asarray(data, dtype=np.float64)
+        if datatype.startswith(("INT", "UINT")):
+            ok = np.isfinite(array) & (array == np.floor(array))
+        else:
+            ok = np.isfinite(array)
+        if ok.all():
+            return []
+    return [i for i, v in enumerate(data) if not _element_ok(v, datatype)]
+
+
 def _element_ok(value: Any, datatype: str) -> bool:
     if datatype == "BOOL":
         return isinstance(value, bool)
@@ -132,10 +155,27 @@ def _element_ok(value: Any, datatype: str) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
 
 
-def tensors_to_patients(
-    kind: str, tensors: list[dict[str, Any]], max_batch: int
-) -> list[dict[str, Any]]:
-    """Validate the input tensors and turn them into one JSON-API inputs mapping per patient."""
+@dataclass(frozen=True)
+class Columns:
+    """Validated input tensors: one list of values per JSON-API input, its unit, and where it was."""
+
+    values: dict[str, list[Any]]
+    units: dict[str, str | None]
+    position: dict[str, int]
+    n: int
+
+    def patient(self, i: int) -> dict[str, Any]:
+        """Row i as the JSON API's inputs mapping (for the per-patient path)."""
+        return {
+            name: {"value": data[i], "unit": self.units[name]}
+            if self.units[name] is not None
+            else data[i]
+            for name, data in self.values.items()
+        }
+
+
+def tensors_to_columns(kind: str, tensors: list[dict[str, Any]], max_batch: int) -> Columns:
+    """Validate the input tensors (names, datatypes, shapes, elements, units)."""
     spec = TENSORS[kind]
     errors: list[FieldError] = []
     columns: dict[str, tuple[int, list[Any], str | None]] = {}
@@ -176,7 +216,11 @@ def tensors_to_patients(
                 )
             )
             continue
-        data = _flatten(t["data"])
+        if not isinstance(t["data"], list):
+            errors.append(FieldError(f"{where}.data", "not a JSON array", "type", "a JSON array"))
+            continue
+        # [n, 1] arrives nested; a [n] tensor with a nested element fails the element check.
+        data = _flatten(t["data"]) if len(shape) == 2 else t["data"]
         if len(data) != shape[0]:
             errors.append(
                 FieldError(
@@ -187,7 +231,7 @@ def tensors_to_patients(
                 )
             )
             continue
-        bad = [i for i, v in enumerate(data) if not _element_ok(v, t["datatype"])]
+        bad = _bad_elements(data, t["datatype"])
         if bad:
             errors.append(
                 FieldError(
@@ -238,14 +282,12 @@ def tensors_to_patients(
         raise InvalidInput(
             "no patients", [FieldError("inputs", "shape [0]", "shape", "at least 1 patient")]
         )
-    patients: list[dict[str, Any]] = []
-    for i in range(n):
-        inputs: dict[str, Any] = {}
-        for name, (_, data, unit) in columns.items():
-            field = spec[name][0]
-            inputs[field] = {"value": data[i], "unit": unit} if unit is not None else data[i]
-        patients.append(inputs)
-    return patients
+    return Columns(
+        values={spec[name][0]: data for name, (_, data, _) in columns.items()},
+        units={spec[name][0]: unit for name, (_, _, unit) in columns.items()},
+        position={name: k for name, (k, _, _) in columns.items()},
+        n=n,
+    )
 
 
 def _tensor_path(columns: dict[str, int], patient: int, path: str) -> str:
@@ -341,55 +383,56 @@ def create_oip_blueprint(deps: Deps) -> Blueprint:
             raise InvalidInput(
                 "the inference request does not match the protocol", flatten_errors(exc.messages)
             ) from None
-        patients = tensors_to_patients(model.kind.name, req["inputs"], settings.max_batch)
-        columns = {t["name"]: k for k, t in enumerate(req["inputs"])}
-        predictions: list[Prediction] = []
+        cols = tensors_to_columns(model.kind.name, req["inputs"], settings.max_batch)
+        n = cols.n
+        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in cols.values.items()}
+        scores = score_columns(model, arrays, cols.units, settings.ffp_ml_per_unit)
+        features = [f.name for f in model.manifest.features]
+        bands = model.manifest.risk_bands
+        if scores is None:
+            probability, log_odds = np.zeros(n), np.zeros(n)
+            contributions, band = np.zeros((n, len(features))), np.zeros(n, dtype=np.int64)
+            per_patient = list(range(n))
+        else:
+            probability, log_odds = scores.probability, scores.log_odds
+            contributions, band = scores.contributions, scores.band
+            per_patient = np.flatnonzero(~scores.plain).tolist()
+        # Rows with an error or a warning take the per-patient path, which words them.
+        warnings = ["[]"] * n
         errors: list[FieldError] = []
-        for i, inputs in enumerate(patients):
+        for i in per_patient:
             try:
-                predictions.append(
-                    predict(model, resolve(model.kind, inputs, settings.ffp_ml_per_unit))
-                )
+                p = predict(model, resolve(model.kind, cols.patient(i), settings.ffp_ml_per_unit))
             except InvalidInput as exc:
                 errors.extend(
                     FieldError(
-                        _tensor_path(columns, i, e.path),
+                        _tensor_path(cols.position, i, e.path),
                         f"patient {i}: {e.message}",
                         e.rule,
                         e.allowed,
                     )
                     for e in exc.errors
                 )
+                continue
+            probability[i], log_odds[i] = p.probability, p.log_odds
+            by_feature = {c.feature: c.log_odds for c in p.contributions}
+            contributions[i] = [by_feature[f] for f in features]
+            band[i] = bands.index(p.band)
+            warnings[i] = json.dumps(
+                [{"path": w.path, "code": w.code, "message": w.message} for w in p.warnings]
+            )
         if errors:
             raise InvalidInput(f"{len(errors)} value(s) are not acceptable", errors)
-        for p in predictions:
-            metrics.observe_prediction(model.name, model.version, p.band.name, p.probability)
-        n = len(predictions)
+        band_names = [bands[b].name for b in band.tolist()]
+        probabilities = probability.tolist()
+        metrics.observe_predictions(model.name, model.version, band_names, probabilities)
         values: dict[str, list[Any]] = {
-            "probability": [p.probability for p in predictions],
-            "log_odds": [p.log_odds for p in predictions],
-            "baseline_log_odds": [p.baseline_log_odds for p in predictions],
-            "risk_band": [p.band.name for p in predictions],
-            "contributions": [
-                json.dumps(
-                    [
-                        {
-                            "feature": c.feature,
-                            "value": c.value,
-                            "unit": c.unit,
-                            "log_odds": c.log_odds,
-                        }
-                        for c in p.contributions
-                    ]
-                )
-                for p in predictions
-            ],
-            "warnings": [
-                json.dumps(
-                    [{"path": w.path, "code": w.code, "message": w.message} for w in p.warnings]
-                )
-                for p in predictions
-            ],
+            "probability": probabilities,
+            "log_odds": log_odds.tolist(),
+            "baseline_log_odds": [model.linear.baseline] * n,
+            "risk_band": band_names,
+            "contributions": contributions.ravel().tolist(),
+            "warnings": warnings,
         }
         wanted = [o["name"] for o in req.get("outputs", [])] or list(OUTPUTS)
         body: dict[str, Any] = {
@@ -399,6 +442,14 @@ def create_oip_blueprint(deps: Deps) -> Blueprint:
             "parameters": {"sha256": model.sha256},
             "outputs": [
                 {"name": o, "datatype": OUTPUTS[o][0], "shape": [n], "data": values[o]}
+                if o != "contributions"
+                else {
+                    "name": o,
+                    "datatype": "FP64",
+                    "shape": [n, len(features)],
+                    "parameters": {"features": features},
+                    "data": values[o],
+                }
                 for o in wanted
             ],
         }

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
 
 @dataclass(frozen=True)
 class Bounds:
@@ -25,6 +31,10 @@ class Bounds:
 
     def contains(self, value: float) -> bool:
         return self._low_slack <= value <= self._high_slack
+
+    def contains_all(self, values: FloatArray) -> BoolArray:
+        """contains() for every element of an array."""
+        return (values >= self._low_slack) & (values <= self._high_slack)
 
     def describe(self, unit: str) -> str:
         suffix = f" {unit}" if unit else ""

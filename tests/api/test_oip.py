@@ -65,19 +65,55 @@ def test_infer_matches_the_json_api(client: FlaskClient) -> None:
     body = r.get_json()
     assert body["id"] == "req-1" and body["model_name"] == "weaning"
     out = outputs(body)
+    tensor = next(o for o in body["outputs"] if o["name"] == "contributions")
+    features = tensor["parameters"]["features"]
+    assert tensor["shape"] == [2, 4] and features == ["vrr", "apache_ii", "vis_24h", "lactate_24h"]
     single = client.post("/v1/models/weaning/predict", json={"inputs": WEANING_INPUTS}).get_json()
-    for p, lo, base, contrib in zip(
-        out["probability"],
-        out["log_odds"],
-        out["baseline_log_odds"],
-        out["contributions"],
-        strict=True,
+    expected = {c["feature"]: c["log_odds"] for c in single["contributions"]}
+    for i, (p, lo, base) in enumerate(
+        zip(out["probability"], out["log_odds"], out["baseline_log_odds"], strict=True)
     ):
+        # Lactate is sent in umol/L here and in mmol/L to /v1: equal up to the conversion's rounding.
         assert p == pytest.approx(single["probability"], abs=1e-12)
-        terms = json.loads(contrib)
-        assert abs(base + math.fsum(t["log_odds"] for t in terms) - lo) < 1e-12
+        row = out["contributions"][4 * i : 4 * i + 4]
+        assert row == pytest.approx([expected[f] for f in features], abs=1e-12)
+        assert abs(base + math.fsum(row) - lo) < 1e-12
         assert abs(lo - math.log(p / (1 - p))) < 1e-9
     assert out["risk_band"] == [single["risk_band"]["name"]] * 2
+
+
+def test_each_row_equals_the_json_api_whether_plain_or_not(client: FlaskClient) -> None:
+    """Plain rows are scored as columns, rows with a warning per patient; both agree with /v1."""
+    rows = [
+        (22, 40.0, 12.0, 2.8),
+        (70, 40.0, 12.0, 2.8),
+        (22, 10.0, 50.0, 2.8),
+        (5, 300.0, 1.0, 0.4),
+    ]
+    tensors = [
+        {"name": "apache_ii", "shape": [4], "datatype": "INT64", "data": [r[0] for r in rows]},
+        {"name": "vis_0h", "shape": [4], "datatype": "FP64", "data": [r[1] for r in rows]},
+        {"name": "vis_24h", "shape": [4], "datatype": "FP64", "data": [r[2] for r in rows]},
+        {
+            "name": "lactate_24h",
+            "shape": [4],
+            "datatype": "FP64",
+            "data": [r[3] for r in rows],
+            "parameters": {"unit": "mmol/L"},
+        },
+    ]
+    out = outputs(client.post("/v2/models/weaning/infer", json={"inputs": tensors}).get_json())
+    for i, (apache, vis0, vis24, lactate) in enumerate(rows):
+        inputs = {
+            "apache_ii": apache,
+            "vis_0h": vis0,
+            "vis_24h": vis24,
+            "lactate_24h": {"value": lactate, "unit": "mmol/L"},
+        }
+        single = client.post("/v1/models/weaning/predict", json={"inputs": inputs}).get_json()
+        assert out["probability"][i] == single["probability"]
+        assert out["risk_band"][i] == single["risk_band"]["name"]
+        assert json.loads(out["warnings"][i]) == single["warnings"]
 
 
 def test_requested_outputs_only(client: FlaskClient) -> None:
@@ -104,9 +140,7 @@ def test_requested_outputs_only(client: FlaskClient) -> None:
     )
     single = client.post("/v1/models/ich/predict", json={"inputs": ICH_INPUTS}).get_json()
     assert [o["name"] for o in r.get_json()["outputs"]] == ["probability"]
-    assert outputs(r.get_json())["probability"][0] == pytest.approx(
-        single["probability"], abs=1e-12
-    )
+    assert outputs(r.get_json())["probability"][0] == single["probability"]
 
 
 def test_extrapolation_is_reported_per_patient(client: FlaskClient) -> None:
