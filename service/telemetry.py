@@ -35,6 +35,19 @@ class Metrics:
     # labels() validates and looks up its arguments on every call; the labelled children for a
     # (model, version, band) are the same objects every time, and a batch observes 1,000 of them.
     _prediction_children: dict[tuple[str, str, str], tuple[Any, Any]] = field(default_factory=dict)
+    _request_children: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One answered request: counted by route template, method and status; its time histogrammed."""
+        key = (route, method, status)
+        pair = self._request_children.get(key)
+        if pair is None:
+            pair = self._request_children[key] = (
+                self.requests.labels(route=route, method=method, status=str(status)),
+                self.latency.labels(route=route, method=method),
+            )
+        pair[0].inc()
+        pair[1].observe(seconds)
 
     def _children(self, model: str, version: str, band: str) -> tuple[Any, Any]:
         key = (model, version, band)

@@ -93,3 +93,11 @@ def read_json(request: Request) -> Any:
             "the request body is not acceptable JSON", [FieldError("", str(exc), "json_syntax")]
         ) from None
     return value
+
+
+def requested_version(request: Request) -> str | None:
+    """The optional ?version= of the model routes. Most calls have no query string, and parsing
+    an empty one still builds a MultiDict: skip it then."""
+    if not request.query_string:
+        return None
+    return request.args.get("version")

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import NotFound
 
+from service.api.body import requested_version
 from service.api.deps import Deps
 from service.api.responses import json_response
 
@@ -35,11 +36,11 @@ def create_models_blueprint(deps: Deps) -> Blueprint:
 
     @bp.get("/v1/models/<name>")
     def manifest(name: str) -> Response:
-        return json_response(registry.get(name, request.args.get("version")).manifest.raw)
+        return json_response(registry.get(name, requested_version(request)).manifest.raw)
 
     @bp.get("/v1/models/<name>/card")
     def card(name: str) -> Response:
-        model = registry.get(name, request.args.get("version"))
+        model = registry.get(name, requested_version(request))
         if model.card is None:
             raise NotFound(f"model {model.name} {model.version} ships no model card")
         return Response(model.card, mimetype="text/markdown")

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, g, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from service.api.body import read_json
+from service.api.body import read_json, requested_version
 from service.api.deps import Deps
 from service.api.errors import with_field_error
 from service.api.fastload import fast_load
@@ -100,7 +100,7 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
     @bp.post("/v1/models/<name>/predict")
     def predict_one(name: str) -> Response:
         g.model = name
-        model = registry.get(name, request.args.get("version"))
+        model = registry.get(name, requested_version(request))
         data = load(model.kind.name, name, read_json(request), batch=False)
         try:
             p = score(model, data["inputs"], "inputs")
@@ -117,7 +117,7 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
     @bp.post("/v1/models/<name>/predict/batch")
     def predict_batch(name: str) -> Response:
         g.model = name
-        model = registry.get(name, request.args.get("version"))
+        model = registry.get(name, requested_version(request))
         payload = read_json(request)
         patients = payload.get("patients") if isinstance(payload, dict) else None
         if isinstance(patients, list) and len(patients) > settings.max_batch:
