@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from flask import Blueprint, Response, g, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -16,8 +17,10 @@ from service.api.errors import with_field_error
 from service.api.fastload import fast_load
 from service.api.responses import json_response
 from service.api.schemas import BATCH_SCHEMAS, PATIENT_SCHEMAS, flatten_errors
+from service.core.columns import ColumnScores, score_patients
 from service.core.inputs import resolve
-from service.core.predictor import Prediction, predict
+from service.core.manifest import RiskBand
+from service.core.predictor import Prediction, direction, predict
 from service.core.registry import LoadedModel
 from service.errors import FieldError, InvalidInput, ServiceError
 
@@ -26,31 +29,89 @@ _INDEX = re.compile(r"\.\d+(?=\.|$)")
 
 
 def prediction_body(p: Prediction) -> dict[str, Any]:
-    band = p.band
+    return _body(
+        p.model,
+        p.probability,
+        p.log_odds,
+        p.band,
+        [_contribution(c.feature, c.label, c.value, c.unit, c.log_odds) for c in p.contributions],
+        p.derived,
+        [{"path": w.path, "code": w.code, "message": w.message} for w in p.warnings],
+    )
+
+
+def column_bodies(model: LoadedModel, scores: ColumnScores) -> list[dict[str, Any] | None]:
+    """prediction_body for every plain row of a column score (None for the others): the same
+    keys, values and contribution order as the per-patient path gives the same patient."""
+    features = model.manifest.features
+    bands = model.manifest.risk_bands
+    probability, log_odds = scores.probability.tolist(), scores.log_odds.tolist()
+    contributions, values = scores.contributions.tolist(), scores.features.tolist()
+    # Largest magnitude first, ties in feature order: core.predictor's (stable) sort.
+    ranks = np.argsort(-np.abs(scores.contributions), axis=1, kind="stable").tolist()
+    band = scores.band.tolist()
+    derived = {k: v.tolist() for k, v in scores.derived.items()}
+    bodies: list[dict[str, Any] | None] = []
+    for i, plain in enumerate(scores.plain.tolist()):
+        if not plain:
+            bodies.append(None)
+            continue
+        terms, x = contributions[i], values[i]
+        bodies.append(
+            _body(
+                model,
+                probability[i],
+                log_odds[i],
+                bands[band[i]],
+                [
+                    _contribution(
+                        features[j].name, features[j].label, x[j], features[j].unit, terms[j]
+                    )
+                    for j in ranks[i]
+                ],
+                {k: v[i] for k, v in derived.items()},
+                [],
+            )
+        )
+    return bodies
+
+
+def _contribution(
+    feature: str, label: str, value: float, unit: str, log_odds: float
+) -> dict[str, Any]:
     return {
-        "probability": p.probability,
-        "outcome": p.model.kind.outcome,
+        "feature": feature,
+        "label": label,
+        "value": value,
+        "unit": unit,
+        "log_odds": log_odds,
+        "direction": direction(log_odds),
+    }
+
+
+def _body(
+    model: LoadedModel,
+    probability: float,
+    log_odds: float,
+    band: RiskBand,
+    contributions: list[dict[str, Any]],
+    derived: dict[str, float],
+    warnings: list[dict[str, str]],
+) -> dict[str, Any]:
+    return {
+        "probability": probability,
+        "outcome": model.kind.outcome,
         "risk_band": {
             "name": band.name,
             "lower": band.lower,
             "upper": band.upper,
             "description": band.description,
         },
-        "log_odds": p.log_odds,
-        "baseline_log_odds": p.baseline_log_odds,
-        "contributions": [
-            {
-                "feature": c.feature,
-                "label": c.label,
-                "value": c.value,
-                "unit": c.unit,
-                "log_odds": c.log_odds,
-                "direction": c.direction,
-            }
-            for c in p.contributions
-        ],
-        "derived": p.derived,
-        "warnings": [{"path": w.path, "code": w.code, "message": w.message} for w in p.warnings],
+        "log_odds": log_odds,
+        "baseline_log_odds": model.linear.baseline,
+        "contributions": contributions,
+        "derived": derived,
+        "warnings": warnings,
     }
 
 
@@ -133,33 +194,39 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
                 ),
             )
         data = load(model.kind.name, name, payload, batch=True)
-        predictions: list[Prediction] = []
+        patients = data["patients"]
+        # Patients that pass every rule without a warning are scored as columns (core.columns);
+        # the others go one by one through the path that words every error and warning.
+        scores = score_patients(model, [p["inputs"] for p in patients], settings.ffp_ml_per_unit)
+        results = column_bodies(model, scores)
         errors: list[FieldError] = []
-        for i, patient in enumerate(data["patients"]):
+        for i, item in enumerate(results):
+            if item is not None:
+                continue
             try:
-                predictions.append(score(model, patient["inputs"], f"patients.{i}.inputs"))
+                p = score(model, patients[i]["inputs"], f"patients.{i}.inputs")
             except ServiceError as exc:
                 errors.extend(exc.errors)
+                continue
+            results[i] = prediction_body(p)
         if errors:
             count_rejections(name, errors)
             raise InvalidInput(
                 f"{len(errors)} input value(s) in the batch are not acceptable", errors
             )
+        bodies = [item for item in results if item is not None]
         metrics.observe_predictions(
             model.name,
             model.version,
-            [p.band.name for p in predictions],
-            [p.probability for p in predictions],
+            [item["risk_band"]["name"] for item in bodies],
+            [item["probability"] for item in bodies],
         )
-        results = []
-        for patient, p in zip(data["patients"], predictions, strict=True):
-            item = prediction_body(p)
+        for patient, item in zip(patients, bodies, strict=True):
             for key in ECHOED:
                 if key in patient:
                     item[key] = patient[key]
-            results.append(item)
         return json_response(
-            {"request_id": g.request_id, "model": model_ref(model), "predictions": results}
+            {"request_id": g.request_id, "model": model_ref(model), "predictions": bodies}
         )
 
     return bp

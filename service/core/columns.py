@@ -4,15 +4,18 @@ The per-patient path (core.inputs.resolve, then core.predictor.predict) stays th
 words every error and every warning. This module takes only the rows that pass every hard rule
 and would raise no warning (no value outside its usual range, no winsorised VRR, no feature outside
 the derivation cohort's range) and gives them the same numbers with numpy; every other row is left
-for the per-patient path. Bounds and unit factors come from the same tables (core.specs,
+for the per-patient path. Two ways in: `score_columns` for the Open Inference Protocol (one unit
+per tensor) and `score_patients` for the JSON batch (validated input mappings, a unit per
+patient). Bounds and unit factors come from the same tables (core.specs,
 core.units), so there is one set of clinical rules.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +41,11 @@ class ColumnScores:
     """[n, features] in the manifest's feature order."""
     band: np.ndarray
     """Index into the manifest's risk_bands."""
+    features: FloatArray
+    """[n, features]: the canonical feature values, in the manifest's order."""
+    derived: dict[str, FloatArray]
+    """The derived values core.inputs reports (weaning: vis_0h, vis_24h, vrr; ich: none when
+    GWR is given directly, the only form a plain row has)."""
 
 
 def _factor(rule: InputRule, unit: str | None, ffp_ml_per_unit: float | None) -> float | None:
@@ -62,13 +70,60 @@ def score_columns(
     ffp_ml_per_unit: float | None = None,
 ) -> ColumnScores | None:
     """Score every plain row; None when a column's unit needs the per-patient path for all rows."""
+    canonical = dict(columns)
+    for name in QUANTITIES[model.kind.name]:
+        factor = _factor(specs.INPUT_RULES[name], units.get(name), ffp_ml_per_unit)
+        if factor is None:
+            return None
+        canonical[name] = columns[name] * factor
+    return score_canonical(model, canonical)
+
+
+QUANTITIES: dict[str, tuple[str, ...]] = {
+    "weaning": ("lactate_24h",),
+    "ich": ("ffp_volume", "min_platelets"),
+}
+"""The column inputs that carry a unit ({"value", "unit"} in the JSON API)."""
+
+
+def score_patients(
+    model: LoadedModel, patients: Sequence[Mapping[str, Any]], ffp_ml_per_unit: float | None = None
+) -> ColumnScores:
+    """Score validated JSON-API input mappings (as the request schema loads them). A patient
+    given in another form (infusion rates, body weight, grey/white HU) or in a unit the column
+    path cannot convert is not plain: the per-patient path takes it."""
+    kind = model.kind.name
+    names = COLUMN_INPUTS[kind]
+    expected = frozenset(names)
+    quantities = QUANTITIES[kind]
+    rules = {name: specs.INPUT_RULES[name] for name in quantities}
+    factors: dict[tuple[str, str], float | None] = {}
+    rows: list[list[float]] = []
+    nan_row = [math.nan] * len(names)
+    for inputs in patients:
+        if inputs.keys() != expected:
+            rows.append(nan_row)
+            continue
+        row = dict(inputs)
+        for name in quantities:
+            quantity = inputs[name]
+            key = (name, quantity["unit"])
+            if key not in factors:
+                factors[key] = _factor(rules[name], quantity["unit"], ffp_ml_per_unit)
+            factor = factors[key]
+            # value * factor, as core.inputs converts (NaN: not plain).
+            row[name] = quantity["value"] * factor if factor is not None else math.nan
+        rows.append([float(row[name]) for name in names])
+    table = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
+    return score_canonical(model, {name: table[:, j] for j, name in enumerate(names)})
+
+
+def score_canonical(model: LoadedModel, columns: Mapping[str, FloatArray]) -> ColumnScores:
+    """Score columns already in canonical units (COLUMN_INPUTS); NaN marks a row as not plain."""
     rules = specs.INPUT_RULES
     if model.kind.name == "weaning":
-        lactate_factor = _factor(specs.LACTATE_RULE, units.get("lactate_24h"), ffp_ml_per_unit)
-        if lactate_factor is None:
-            return None
         apache, vis0, vis24 = columns["apache_ii"], columns["vis_0h"], columns["vis_24h"]
-        lactate = columns["lactate_24h"] * lactate_factor
+        lactate = columns["lactate_24h"]
         plain = (
             _usual(rules["apache_ii"], apache)
             & (apache == np.floor(apache))
@@ -80,22 +135,16 @@ def score_columns(
         vrr = (vis0 - vis24) / np.where(vis0 > 0, vis0, 1.0)
         plain &= (vrr >= -1.0) & (vrr <= 1.0)  # beyond: winsorised, with a warning
         x = np.column_stack([vrr, apache, vis24, lactate])
+        derived = {"vis_0h": vis0, "vis_24h": vis24, "vrr": vrr}
     else:
-        ffp_factor = _factor(rules["ffp_volume"], units.get("ffp_volume"), ffp_ml_per_unit)
-        platelet_factor = _factor(
-            rules["min_platelets"], units.get("min_platelets"), ffp_ml_per_unit
-        )
-        if ffp_factor is None or platelet_factor is None:
-            return None
-        gwr = columns["gwr"]
-        ffp = columns["ffp_volume"] * ffp_factor
-        platelets = columns["min_platelets"] * platelet_factor
+        gwr, ffp, platelets = columns["gwr"], columns["ffp_volume"], columns["min_platelets"]
         plain = (
             _usual(rules["gwr"], gwr)
             & _usual(rules["ffp_volume"], ffp)
             & _usual(rules["min_platelets"], platelets)
         )
         x = np.column_stack([gwr, columns["stroke_history"], ffp, platelets])
+        derived = {}
     for j, feature in enumerate(model.manifest.features):
         low, high = feature.derivation_range
         plain &= (x[:, j] >= low) & (x[:, j] <= high)  # beyond: an extrapolation warning
@@ -113,4 +162,4 @@ def score_columns(
     probability = np.fromiter(map(expit, log_odds.tolist()), np.float64, n)
     edges = np.asarray([b.upper for b in model.manifest.risk_bands[:-1]])
     band = np.searchsorted(edges, probability, side="right")
-    return ColumnScores(plain, probability, log_odds, contributions, band)
+    return ColumnScores(plain, probability, log_odds, contributions, band, x, derived)

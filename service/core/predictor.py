@@ -21,11 +21,16 @@ class Contribution:
 
     @property
     def direction(self) -> str:
-        if self.log_odds > 0:
-            return "raises"
-        if self.log_odds < 0:
-            return "lowers"
-        return "neutral"
+        return direction(self.log_odds)
+
+
+def direction(log_odds: float) -> str:
+    """How a contribution moves the probability, in a word."""
+    if log_odds > 0:
+        return "raises"
+    if log_odds < 0:
+        return "lowers"
+    return "neutral"
 
 
 @dataclass(frozen=True)

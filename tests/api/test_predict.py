@@ -53,6 +53,58 @@ def test_batch_predictions_are_additive_and_match_single(
         assert p["probability"] == single["probability"]
 
 
+MIXED_BATCH = {
+    # Plain rows (scored as columns) beside rows the per-patient path takes: an unusual value,
+    # an extrapolation, a winsorised VRR, another unit, infusion rates, grey/white HU.
+    "weaning": [
+        WEANING_INPUTS,
+        {**WEANING_INPUTS, "lactate_24h": {"value": 25.2, "unit": "mg/dL"}},
+        {**WEANING_INPUTS, "apache_ii": 60},
+        {**WEANING_INPUTS, "vis_0h": 10, "vis_24h": 30},
+        {**WEANING_INPUTS, "vis_0h": 300},
+        {
+            "apache_ii": 18,
+            "lactate_24h": {"value": 3.1, "unit": "mmol/L"},
+            "vis_0h": 35,
+            "infusions_24h": {"norepinephrine": {"value": 0.05, "unit": "ug/kg/min"}},
+        },
+        {**WEANING_INPUTS, "body_weight": {"value": 80, "unit": "kg"}},
+    ],
+    "ich": [
+        ICH_INPUTS,
+        {**ICH_INPUTS, "ffp_volume": {"value": 1.2, "unit": "L"}},
+        {**ICH_INPUTS, "min_platelets": {"value": 80000, "unit": "/uL"}},
+        {**ICH_INPUTS, "min_platelets": {"value": 3, "unit": "10*9/L"}},
+        {**ICH_INPUTS, "gwr": 0.9},
+        {k: v for k, v in ICH_INPUTS.items() if k != "gwr"}
+        | {"grey_matter_hu": 36.0, "white_matter_hu": 28.0},
+        {**ICH_INPUTS, "stroke_history": True},
+    ],
+}
+
+
+@pytest.mark.parametrize("name", ["weaning", "ich"])
+def test_every_batch_item_equals_the_single_answer_for_that_patient(
+    client: FlaskClient, name: str
+) -> None:
+    """Whichever path a batch row takes, its answer is the single route's, to the last bit."""
+    patients = MIXED_BATCH[name]
+    r = client.post(
+        f"/v1/models/{name}/predict/batch", json={"patients": [{"inputs": i} for i in patients]}
+    )
+    assert r.status_code == 200, r.json
+    items = r.get_json()["predictions"]
+    assert len(items) == len(patients)
+    warned = 0
+    for inputs, item in zip(patients, items, strict=True):
+        single = client.post(f"/v1/models/{name}/predict", json={"inputs": inputs}).get_json()
+        del single["request_id"], single["model"]
+        assert item == single
+        assert_additive(item)
+        warned += bool(item["warnings"])
+    assert 0 < warned < len(patients)  # both kinds of row were exercised
+
+
 def test_raw_infusion_rates_give_the_same_probability_as_the_vis_they_imply(
     client: FlaskClient,
 ) -> None:

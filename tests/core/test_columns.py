@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.core.columns import score_columns
+from service.core.columns import score_columns, score_patients
 from service.core.inputs import resolve
 from service.core.predictor import predict
 from service.core.registry import LoadedModel, load_version
@@ -110,3 +110,44 @@ def test_a_unit_the_column_path_cannot_convert_returns_none(models: dict[str, Lo
     columns, units = as_columns("weaning", rows("weaning", 5, seed=1))
     assert score_columns(models["weaning"], columns, {**units, "lactate_24h": "mmol"}) is None
     assert score_columns(models["weaning"], columns, {**units, "lactate_24h": "mg/dL"}) is not None
+
+
+@pytest.mark.parametrize("kind", ["weaning", "ich"])
+def test_patient_mappings_score_as_their_columns_do(
+    models: dict[str, LoadedModel], kind: str
+) -> None:
+    patients = rows(kind, 300, seed=3)
+    columns, units = as_columns(kind, patients)
+    by_column = score_columns(models[kind], columns, units)
+    by_patient = score_patients(models[kind], patients)
+    assert by_column is not None
+    assert by_patient.plain.tolist() == by_column.plain.tolist()
+    plain = by_patient.plain
+    assert by_patient.probability[plain].tolist() == by_column.probability[plain].tolist()
+    assert by_patient.contributions[plain].tolist() == by_column.contributions[plain].tolist()
+
+
+def test_a_patient_in_another_form_or_unit_is_left_to_the_per_patient_path(
+    models: dict[str, LoadedModel],
+) -> None:
+    plain = rows("weaning", 1, seed=0)[0] | {
+        "apache_ii": 20,
+        "vis_0h": 40.0,
+        "vis_24h": 12.0,
+        "lactate_24h": {"value": 2.8, "unit": "mmol/L"},
+    }
+    patients = [
+        plain,
+        plain | {"lactate_24h": {"value": 25.2, "unit": "mg/dL"}},
+        plain | {"lactate_24h": {"value": 2.8, "unit": "mmol"}},  # not a unit: per patient
+        plain | {"body_weight": {"value": 80, "unit": "kg"}},
+        {k: v for k, v in plain.items() if k != "vis_24h"}
+        | {"infusions_24h": {"dopamine": {"value": 5, "unit": "ug/kg/min"}}},
+    ]
+    assert score_patients(models["weaning"], patients).plain.tolist() == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
