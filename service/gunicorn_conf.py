@@ -75,6 +75,18 @@ def pre_fork(server: Any, worker: Any) -> None:
     gc.freeze()
 
 
+# Young-generation threshold for the workers. A 1,000-patient batch allocates ~15,000 containers
+# that all live until the answer is sent: at the default 700 they ran ~20 young and several full
+# collections per batch (~0.8 ms of ~9). Our objects are freed by reference counting, not the
+# cycle collector, so collecting less often costs little memory (python -m bench reports RSS).
+GC_GEN0_THRESHOLD = 20_000
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 

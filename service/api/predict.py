@@ -43,37 +43,59 @@ def prediction_body(p: Prediction) -> dict[str, Any]:
 def column_bodies(model: LoadedModel, scores: ColumnScores) -> list[dict[str, Any] | None]:
     """prediction_body for every plain row of a column score (None for the others): the same
     keys, values and contribution order as the per-patient path gives the same patient."""
-    features = model.manifest.features
-    bands = model.manifest.risk_bands
+    features = [(f.name, f.label, f.unit) for f in model.manifest.features]
+    # One risk_band object per band, shared by the items that fall in it.
+    bands = [_band(b) for b in model.manifest.risk_bands]
+    outcome, baseline = model.kind.outcome, model.linear.baseline
     probability, log_odds = scores.probability.tolist(), scores.log_odds.tolist()
     contributions, values = scores.contributions.tolist(), scores.features.tolist()
     # Largest magnitude first, ties in feature order: core.predictor's (stable) sort.
     ranks = np.argsort(-np.abs(scores.contributions), axis=1, kind="stable").tolist()
     band = scores.band.tolist()
-    derived = {k: v.tolist() for k, v in scores.derived.items()}
+    derived_names = list(scores.derived)
+    derived = list(zip(*(v.tolist() for v in scores.derived.values()), strict=True)) or None
     bodies: list[dict[str, Any] | None] = []
+    # The literal below is _body(...) with _contribution(...) inlined: 1,000 patients make
+    # 5,000 such calls, a tenth of a batch's time.
     for i, plain in enumerate(scores.plain.tolist()):
         if not plain:
             bodies.append(None)
             continue
         terms, x = contributions[i], values[i]
         bodies.append(
-            _body(
-                model,
-                probability[i],
-                log_odds[i],
-                bands[band[i]],
-                [
-                    _contribution(
-                        features[j].name, features[j].label, x[j], features[j].unit, terms[j]
-                    )
+            {
+                "probability": probability[i],
+                "outcome": outcome,
+                "risk_band": bands[band[i]],
+                "log_odds": log_odds[i],
+                "baseline_log_odds": baseline,
+                "contributions": [
+                    {
+                        "feature": features[j][0],
+                        "label": features[j][1],
+                        "value": x[j],
+                        "unit": features[j][2],
+                        "log_odds": terms[j],
+                        "direction": (
+                            "raises" if terms[j] > 0 else "lowers" if terms[j] < 0 else "neutral"
+                        ),
+                    }
                     for j in ranks[i]
                 ],
-                {k: v[i] for k, v in derived.items()},
-                [],
-            )
+                "derived": dict(zip(derived_names, derived[i], strict=True)) if derived else {},
+                "warnings": [],
+            }
         )
     return bodies
+
+
+def _band(band: RiskBand) -> dict[str, Any]:
+    return {
+        "name": band.name,
+        "lower": band.lower,
+        "upper": band.upper,
+        "description": band.description,
+    }
 
 
 def _contribution(
@@ -101,12 +123,7 @@ def _body(
     return {
         "probability": probability,
         "outcome": model.kind.outcome,
-        "risk_band": {
-            "name": band.name,
-            "lower": band.lower,
-            "upper": band.upper,
-            "description": band.description,
-        },
+        "risk_band": _band(band),
         "log_odds": log_odds,
         "baseline_log_odds": model.linear.baseline,
         "contributions": contributions,

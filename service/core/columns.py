@@ -97,23 +97,29 @@ def score_patients(
     expected = frozenset(names)
     quantities = QUANTITIES[kind]
     rules = {name: specs.INPUT_RULES[name] for name in quantities}
-    factors: dict[tuple[str, str], float | None] = {}
+    fields = [(name, name in quantities) for name in names]
+    # unit -> canonical factor (None: not convertible here), per quantity, filled as met.
+    factors: dict[str, dict[str, float | None]] = {name: {} for name in quantities}
     rows: list[list[float]] = []
     nan_row = [math.nan] * len(names)
     for inputs in patients:
         if inputs.keys() != expected:
             rows.append(nan_row)
             continue
-        row = dict(inputs)
-        for name in quantities:
-            quantity = inputs[name]
-            key = (name, quantity["unit"])
-            if key not in factors:
-                factors[key] = _factor(rules[name], quantity["unit"], ffp_ml_per_unit)
-            factor = factors[key]
+        row: list[float] = []
+        for name, has_unit in fields:
+            value = inputs[name]
+            if not has_unit:
+                row.append(float(value))
+                continue
+            unit = value["unit"]
+            known = factors[name]
+            if unit not in known:
+                known[unit] = _factor(rules[name], unit, ffp_ml_per_unit)
+            factor = known[unit]
             # value * factor, as core.inputs converts (NaN: not plain).
-            row[name] = quantity["value"] * factor if factor is not None else math.nan
-        rows.append([float(row[name]) for name in names])
+            row.append(value["value"] * factor if factor is not None else math.nan)
+        rows.append(row)
     table = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
     return score_canonical(model, {name: table[:, j] for j, name in enumerate(names)})
 
