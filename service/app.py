@@ -40,31 +40,37 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     served = [(m.name, m.version, m.sha256) for s in registry.statuses if (m := s.model)]
 
+    # Each use of the `request` and `g` proxies is a context lookup (~0.5 us; ~20 of them made
+    # up a twentieth of a prediction's CPU): each hook resolves them once.
     @app.before_request
     def _start() -> None:
-        g.started = time.perf_counter()
-        incoming = request.headers.get("X-Request-ID", "")
+        req, ctx = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
+        ctx.started = time.perf_counter()
+        incoming = req.headers.get("X-Request-ID", "")
         # 128 random bits as 32 hex digits, as uuid4().hex but without building a UUID object.
-        g.request_id = incoming if REQUEST_ID.match(incoming) else os.urandom(16).hex()
+        ctx.request_id = incoming if REQUEST_ID.match(incoming) else os.urandom(16).hex()
         metrics.mark_models(served)
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-        response.headers["X-Request-ID"] = g.get("request_id", "")
+        req, ctx = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
+        elapsed = time.perf_counter() - ctx.get("started", time.perf_counter())
+        route = req.url_rule.rule if req.url_rule is not None else "<unmatched>"
+        request_id = ctx.get("request_id", "")
+        method, status = req.method, response.status_code
+        response.headers["X-Request-ID"] = request_id
         response.headers["Server-Timing"] = f"app;dur={elapsed * 1000:.3f}"
         if route not in UNMETERED:
-            metrics.observe_request(route, request.method, response.status_code, elapsed)
+            metrics.observe_request(route, method, status, elapsed)
         access_log.info(
             "request",
             extra={
-                "request_id": g.get("request_id", ""),
-                "method": request.method,
+                "request_id": request_id,
+                "method": method,
                 "route": route,
-                "status": response.status_code,
+                "status": status,
                 "latency_ms": round(elapsed * 1000, 3),
-                "model": g.get("model"),
+                "model": ctx.get("model"),
             },
         )
         return response
