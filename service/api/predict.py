@@ -20,7 +20,7 @@ from service.api.schemas import BATCH_SCHEMAS, PATIENT_SCHEMAS, flatten_errors
 from service.core.columns import ColumnScores, score_patients
 from service.core.inputs import resolve
 from service.core.manifest import RiskBand
-from service.core.predictor import Prediction, direction, predict
+from service.core.predictor import Prediction, direction_of, predict
 from service.core.registry import LoadedModel
 from service.errors import FieldError, InvalidInput, ServiceError
 
@@ -107,7 +107,7 @@ def _contribution(
         "value": value,
         "unit": unit,
         "log_odds": log_odds,
-        "direction": direction(log_odds),
+        "direction": direction_of(log_odds),
     }
 
 

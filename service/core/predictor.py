@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from service.core.inputs import InputWarning, Resolved
 from service.core.linear import expit
@@ -11,8 +12,10 @@ from service.core.manifest import RiskBand
 from service.core.registry import LoadedModel
 
 
-@dataclass(frozen=True)
-class Contribution:
+class Contribution(NamedTuple):
+    """One feature's share of the log-odds. Immutable like the other core types; a NamedTuple
+    because a prediction builds several and a frozen dataclass takes ~2.5x as long to build."""
+
     feature: str
     label: str
     value: float
@@ -21,10 +24,10 @@ class Contribution:
 
     @property
     def direction(self) -> str:
-        return direction(self.log_odds)
+        return direction_of(self.log_odds)
 
 
-def direction(log_odds: float) -> str:
+def direction_of(log_odds: float) -> str:
     """How a contribution moves the probability, in a word."""
     if log_odds > 0:
         return "raises"
