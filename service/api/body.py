@@ -4,6 +4,15 @@ Rejected with 400: an empty body, bytes that are not UTF-8, JSON syntax errors (
 comments), the non-standard literals NaN / Infinity, duplicate keys (which value would win is
 parser-dependent), nesting deeper than the parser's recursion limit. A content type other than JSON gets 415, a body
 over the configured size 413 (raised by werkzeug from MAX_CONTENT_LENGTH).
+
+Parsing takes orjson where that provably gives what the strict standard-library parse gives, and
+the standard library otherwise (it words every error above). orjson is about three times faster,
+which matters for a 1,000-patient batch (~1 ms of ~9), but it keeps the last of duplicate keys,
+turns integers outside the 64-bit range into floats, and decodes escapes. So it is used only for a
+body without a backslash (no escapes: every string re-encodes to the same bytes) and without a run
+of 19 or more digits anywhere (every integer then fits a signed 64-bit int), and its result
+is kept only if re-encoding it gives as many colons as the body has: each object member has one
+colon outside strings, so a dropped duplicate member would show as a missing colon.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from flask import Request
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
@@ -18,6 +28,10 @@ from service.api.errors import with_field_error
 from service.errors import FieldError, MalformedRequest
 
 JSON_TYPES = ("application/json",)
+# Every digit -> "0", anything else -> " ": a run of 19 digits is then a substring search
+# (a regular expression over a 100 kB batch took ~1 ms, as long as the parse it guards).
+_DIGIT_RUNS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def _reject_constant(name: str) -> Any:
@@ -69,6 +83,19 @@ def read_json(request: Request) -> Any:
         raise MalformedRequest(
             "the request body is empty", [FieldError("", "expected a JSON object", "required")]
         )
+    if b"\\" not in raw and _LONG_RUN not in raw.translate(_DIGIT_RUNS):
+        try:
+            value = orjson.loads(raw)
+            colons = orjson.dumps(value).count(b":")
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+            pass  # not JSON, or nested past orjson's limits: the standard library decides
+        else:
+            if colons == raw.count(b":"):
+                return value
+    return _strict_loads(raw)
+
+
+def _strict_loads(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
