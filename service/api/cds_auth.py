@@ -60,6 +60,22 @@ class ReplayCache:
             return True
 
 
+# The key type each accepted algorithm signs with (RFC 7518 section 3.1).
+KEY_TYPES = {"ES384": "EC", "RS384": "RSA"}
+
+
+def _for_algorithm(key: PyJWK, alg: str) -> PyJWK:
+    """The key bound to the token's algorithm. "alg" is optional in a JWK, and PyJWT takes an RSA
+    key without it for RS256, which refused a correctly signed RS384 token. A key that does not
+    name its algorithm is taken for the header's when its key type signs with it; a key that
+    names one keeps it, and PyJWT refuses a token of any other algorithm."""
+    # PyJWK keeps the JWK as given (the only place that says whether "alg" was written).
+    declared = getattr(key, "_jwk_data", {}).get("alg")
+    if declared is None and key.key_type == KEY_TYPES[alg] and key.algorithm_name != alg:
+        return PyJWK(key._jwk_data, algorithm=alg)
+    return key
+
+
 class CdsTokenVerifier:
     def __init__(
         self,
@@ -150,7 +166,7 @@ class CdsTokenVerifier:
         typ = header.get("typ")
         if typ is not None and str(typ).upper() != "JWT":
             raise _refuse(f"typ {typ!r} is not JWT")
-        key = self._key(header)
+        key = _for_algorithm(self._key(header), alg)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

@@ -123,6 +123,40 @@ def test_a_valid_rs384_token_passes(sclient: FlaskClient) -> None:
     assert post(sclient, token(alg="RS384")).status_code == 200
 
 
+def keyset_file(tmp_path: Path, keys: list[dict[str, Any]]) -> Path:
+    path = tmp_path / "jwks-without-alg.json"
+    path.write_text(json.dumps({"keys": keys}))
+    return path
+
+
+def secured_with(model_dir: Path, jwks_path: Path) -> FlaskClient:
+    settings = Settings(
+        model_dir=model_dir,
+        cds_jwt_required=True,
+        cds_jwks_file=jwks_path,
+        cds_allowed_issuers=(ISSUER,),
+    )
+    return create_app(settings).test_client()
+
+
+def test_keys_that_do_not_name_their_algorithm_verify_rs384_and_es384(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """ "alg" is optional in a JWK; PyJWT alone would take such an RSA key for RS256."""
+    keys = [{k: v for k, v in key.items() if k != "alg"} for key in jwks()["keys"]]
+    client = secured_with(model_dir, keyset_file(tmp_path, keys))
+    assert post(client, token(alg="RS384")).status_code == 200
+    assert post(client, token(alg="ES384")).status_code == 200
+    # An RSA key is still no EC key: an ES384 header naming it is refused.
+    refused(post(client, token(alg="ES384", kid="rsa-1")), "invalid_token")
+
+
+def test_a_key_that_names_another_algorithm_is_not_rebound(model_dir: Path, tmp_path: Path) -> None:
+    rsa_jwk = {**jwks()["keys"][1], "alg": "RS256"}
+    client = secured_with(model_dir, keyset_file(tmp_path, [rsa_jwk]))
+    refused(post(client, token(alg="RS384")), "invalid_token")
+
+
 def test_discovery_and_feedback_need_a_token_too(sclient: FlaskClient) -> None:
     assert sclient.get("/cds-services").status_code == 401
     ok = sclient.get(
