@@ -202,6 +202,12 @@ def _parse_feature(f: Mapping[str, Any], w: str, prefetch: Mapping[str, str]) ->
         raise MappingError(f"{w}window_hours must be a positive number or null")
     if window is None and resource == "Observation":
         raise MappingError(f"{w}window_hours is required for Observation inputs")
+    if window is not None and resource == "Condition":
+        # A history counts whenever it began; a window here would silently not be applied.
+        raise MappingError(
+            f"{w}window_hours does not apply to Condition inputs (a recorded condition counts "
+            "whenever it began): set it to null"
+        )
     codes: list[CodeMatch] = []
     for j, c in enumerate(_req(f, "codes", list, w)):
         cw = f"{w}codes[{j}]."

@@ -72,6 +72,14 @@ def test_a_bad_mapping_file_is_refused_naming_the_field(edit: Any, message: str)
         parse_mapping(doc, "weaning.json")
 
 
+def test_a_time_window_on_a_condition_input_is_refused_not_ignored() -> None:
+    doc = copy.deepcopy(shipped_doc("ich"))
+    stroke = next(f for f in doc["features"] if f["input"] == "stroke_history")
+    stroke["window_hours"] = 24
+    with pytest.raises(MappingError, match="window_hours does not apply to Condition"):
+        parse_mapping(doc, "ich.json")
+
+
 def test_a_missing_mapping_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(MappingError, match="does not exist"):
         load_mappings(tmp_path / "absent")
