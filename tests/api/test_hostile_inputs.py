@@ -8,6 +8,7 @@ is the body as a whole); every response is also checked against openapi.yaml.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from service.app import create_app
+from service.config import Settings
 from tests.contract.no_5xx import _no_server_errors  # noqa: F401  (fail on any 5xx)
 from tests.contract.spec import assert_matches_spec
 from tests.factories import ICH_INPUTS, WEANING_INPUTS
@@ -484,6 +487,14 @@ def bound_rows() -> list[Case]:
                 )
         body = weaning(vis_24h=None, infusions_24h={drug: q(-0.01, "ug/kg/min")})
         add(W, f"{drug} negative", body, f"inputs.infusions_24h.{drug}.value", False)
+        body = weaning(vis_24h=None, infusions_24h={drug: q(0, "ug/kg/min")})
+        add(W, f"{drug} 0 ug/kg/min", body, "", True)
+        body = weaning(vis_24h=None, body_weight=KG, infusions_24h={drug: q(-1, "ug/min")})
+        add(W, f"{drug} negative per patient", body, f"inputs.infusions_24h.{drug}.value", False)
+    # the 0 h rates obey the same bounds (VIS at 24 h given)
+    for value, inside in ((30, True), (30.12, False)):
+        body = weaning(vis_0h=None, infusions_0h={"dopamine": q(value, "ug/kg/min")})
+        add(W, f"dopamine at 0 h {value}", body, "inputs.infusions_0h.dopamine.value", inside)
     for value, inside in ((3 * 1.89, True), (3.01 * 1.89, False)):
         body = weaning(
             vis_24h=None, infusions_24h={"norepinephrine": q(value, "ug/kg/min", salt="bitartrate")}
@@ -529,7 +540,7 @@ def bound_rows() -> list[Case]:
     weight: dict[str, list[tuple[float, bool]]] = {
         "kg": [(20, True), (300, True), (19.9, False), (300.1, False)],
         "lb": [(44.1, True), (661.3, True), (44.0, False), (661.5, False)],
-        "[lb_av]": [(44.1, True), (661.3, True)],
+        "[lb_av]": [(44.1, True), (661.3, True), (44.0, False), (661.5, False)],
     }
     for unit, values in weight.items():
         for value, inside in values:
@@ -581,10 +592,10 @@ def bound_rows() -> list[Case]:
     )
     platelets: dict[str, list[tuple[float, bool]]] = {
         "10*9/L": [(0, True), (2000, True), (-0.1, False), (2000.1, False)],
-        "10*3/uL": [(2000, True), (2000.1, False)],
-        "/nL": [(2000, True), (2000.1, False)],
-        "K/uL": [(2000, True), (2000.1, False)],
-        "/uL": [(2_000_000, True), (2_000_100, False), (-1, False)],
+        "10*3/uL": [(0, True), (2000, True), (-0.1, False), (2000.1, False)],
+        "/nL": [(0, True), (2000, True), (-0.1, False), (2000.1, False)],
+        "K/uL": [(0, True), (2000, True), (-0.1, False), (2000.1, False)],
+        "/uL": [(0, True), (2_000_000, True), (2_000_100, False), (-1, False)],
     }
     for unit, values in platelets.items():
         for value, inside in values:
@@ -597,7 +608,7 @@ def bound_rows() -> list[Case]:
             )
     ffp: dict[str, list[tuple[float, bool]]] = {
         "mL": [(0, True), (20_000, True), (-1, False), (20_000.1, False)],
-        "L": [(20, True), (20.001, False), (-0.001, False)],
+        "L": [(0, True), (20, True), (20.001, False), (-0.001, False)],
     }
     for unit, values in ffp.items():
         for value, inside in values:
@@ -714,3 +725,41 @@ def test_hostile_input(client: FlaskClient, case: Case) -> None:
 def test_table_size() -> None:
     assert len(TABLE) >= 200
     assert len({c.id for c in TABLE}) == len(TABLE), "row ids must be unique"
+
+
+FFP_ML_PER_UNIT = 250.0
+BAG_ROWS = [
+    (unit, value, inside)
+    for unit in ("{unit}", "[iU]", "unit", "units")
+    for value, inside in ((0, True), (80, True), (80.01, False), (-1, False))
+]
+
+
+@pytest.mark.parametrize(("unit", "value", "inside"), BAG_ROWS)
+def test_ffp_in_bags_obeys_the_ml_bounds_once_a_bag_size_is_configured(
+    settings: Settings, unit: str, value: float, inside: bool
+) -> None:
+    """FFP "units" are accepted only with ECMO_FFP_ML_PER_UNIT; 80 bags of 250 mL = 20,000 mL."""
+    app = create_app(dataclasses.replace(settings, ffp_ml_per_unit=FFP_ML_PER_UNIT))
+    url = "/v1/models/ich/predict"
+    response = app.test_client().post(url, json=ich(ffp_volume=q(value, unit)))
+    body = assert_matches_spec(response, "/v1/models/{name}/predict", "POST")
+    if inside:
+        assert response.status_code == 200, body
+        ffp = next(c for c in body["contributions"] if c["feature"] == "ffp_volume_ml")
+        assert ffp["value"] == value * FFP_ML_PER_UNIT
+    else:
+        assert response.status_code == 422, body
+        assert {(e["path"], e["rule"]) for e in body["errors"]} == {
+            ("inputs.ffp_volume.value", "range")
+        }
+
+
+@pytest.mark.parametrize("unit", ["{unit}", "[iU]", "unit", "units"])
+def test_ffp_in_bags_is_refused_without_a_configured_bag_size(
+    client: FlaskClient, unit: str
+) -> None:
+    response = client.post("/v1/models/ich/predict", json=ich(ffp_volume=q(2, unit)))
+    body = assert_matches_spec(response, "/v1/models/{name}/predict", "POST")
+    assert response.status_code == 422
+    assert {(e["path"], e["rule"]) for e in body["errors"]} == {("inputs.ffp_volume.unit", "unit")}
