@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import http.client
+import json
 import os
 import signal
 import socket
@@ -160,6 +161,25 @@ def running(
         yield server
     finally:
         stop_server(server)
+    # The in-process no-5xx check does not see real servers: read their access log instead.
+    errors = server_errors(server.logs())
+    assert not errors, "the server answered with a server error:\n" + "\n".join(errors)
+
+
+def server_errors(logs: str) -> list[str]:
+    """Access-log lines of 5xx answers, other than 503 (not ready: readiness says why)."""
+    found = []
+    for line in logs.splitlines():
+        if '"ecmo.access"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        status = entry.get("status")
+        if isinstance(status, int) and status >= 500 and status != 503:
+            found.append(line)
+    return found
 
 
 @contextlib.contextmanager
