@@ -1,15 +1,20 @@
 """Contract fixtures: the shipped reference models (models/), with the limits tests/conftest.py
-uses (50 patients, 64 KiB), and a copy whose weaning artifact was tampered with (not ready)."""
+uses (50 patients, 64 KiB), a copy whose weaning artifact was tampered with (not ready), and one
+that requires a CDS Hooks JWT (401 examples)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskClient
+from jwt.algorithms import ECAlgorithm
 
 from service.app import create_app
 from service.config import REPO_MODELS_DIR, Settings
@@ -41,3 +46,18 @@ def tampered_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     with (root / "weaning" / "1.0.0" / "model.joblib").open("ab") as fh:
         fh.write(b"\0")
     return create_app(shipped_settings(root))
+
+
+@pytest.fixture(scope="session")
+def secured_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    key = ec.generate_private_key(ec.SECP384R1()).public_key()
+    jwks = tmp_path_factory.mktemp("jwks") / "jwks.json"
+    jwk = json.loads(ECAlgorithm.to_jwk(key))
+    jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "ehr-1", "alg": "ES384", "use": "sig"}]}))
+    settings = dataclasses.replace(
+        shipped_settings(),
+        cds_jwt_required=True,
+        cds_jwks_file=jwks,
+        cds_allowed_issuers=("https://ehr.example.org",),
+    )
+    return create_app(settings)

@@ -47,7 +47,8 @@ def build(path: str, method: str, how: dict[str, Any]) -> dict[str, Any]:
         url = url.replace("{" + key + "}", value)
     kwargs: dict[str, Any] = {"path": url, "method": method, "query_string": how.get("query")}
     ctype = how.get("content-type", "application/json")
-    if "body" in how and how["body"] in request_examples(path, method):
+    if "body" in how:
+        assert how["body"] in request_examples(path, method), f"no request example {how['body']}"
         body = request_examples(path, method)[how["body"]]
         if how.get("fresh-times"):
             body = shift_times(body, now() - parse_time(how["example-now"]))
@@ -118,6 +119,7 @@ def without_request_id(body: Any) -> Any:
 def test_response_example_is_what_the_app_answers(
     shipped_app: Flask,
     tampered_app: Flask,
+    secured_app: Flask,
     path: str,
     method: str,
     status: int,
@@ -132,7 +134,8 @@ def test_response_example_is_what_the_app_answers(
     ).get("schema", {})
     assert not schema_errors(example["value"], schema), schema_errors(example["value"], schema)
 
-    app = tampered_app if how.get("app") == "tampered" else shipped_app
+    apps = {"tampered": tampered_app, "secured": secured_app}
+    app = apps.get(how.get("app", ""), shipped_app)
     with app.test_client() as client:
         response = client.open(**build(path, method, how))
     assert response.status_code == status, response.get_data(as_text=True)
