@@ -79,7 +79,15 @@ def load_version(version_dir: Path) -> LoadedModel:
         raise ArtifactRejected(f"{MANIFEST_FILE} is missing") from exc
     except (OSError, ValueError) as exc:
         raise ArtifactRejected(f"{MANIFEST_FILE} is not readable JSON: {exc}") from exc
-    manifest = parse_manifest(doc)
+    try:
+        manifest = parse_manifest(doc)
+    except ArtifactRejected:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # A value of the wrong type deep in the file: refuse this version, keep the others.
+        raise ArtifactRejected(
+            f"{MANIFEST_FILE} is malformed: {type(exc).__name__}: {exc}"
+        ) from exc
     kind = MODEL_KINDS.get(manifest.kind)
     if kind is None:
         raise ArtifactRejected(
@@ -142,8 +150,11 @@ class Registry:
         statuses: list[ModelStatus] = []
         if model_dir.is_dir():
             for name_dir in sorted(p for p in model_dir.iterdir() if p.is_dir()):
+                # Every version directory counts, with a manifest or not: one without it is
+                # reported (not ready) rather than skipped, so a broken deploy cannot look healthy.
+                # Hidden entries (a mounted volume's ..data links) are not versions.
                 versions = sorted(
-                    (p for p in name_dir.iterdir() if (p / MANIFEST_FILE).exists()),
+                    (p for p in name_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
                     key=lambda p: _version_key(p.name),
                 )
                 if not versions:

@@ -121,3 +121,28 @@ def test_manifest_in_the_wrong_directory_is_refused(tmp_path: Path) -> None:
     (tmp_path / "weaning" / "1.0.0").rename(tmp_path / "weaning" / "2.0.0")
     (status,) = Registry.load(tmp_path).statuses
     assert not status.ready and "sits in weaning/2.0.0" in (status.reason or "")
+
+
+def test_a_version_directory_without_a_manifest_keeps_readiness_red(tmp_path: Path) -> None:
+    write_model(tmp_path, "ich")
+    vdir = write_model(tmp_path, "weaning")
+    (vdir / "manifest.json").unlink()
+    registry = Registry.load(tmp_path)
+    assert not registry.ready
+    assert registry.not_ready_reasons() == [f"weaning {vdir.name}: manifest.json is missing"]
+    with pytest.raises(ModelNotReady, match="manifest.json is missing"):
+        registry.get("weaning")
+    assert registry.get("ich").name == "ich"
+
+
+def test_a_malformed_manifest_is_refused_and_the_other_model_serves(tmp_path: Path) -> None:
+    write_model(tmp_path, "ich")
+    vdir = write_model(tmp_path, "weaning")
+    doc = json.loads((vdir / "manifest.json").read_text())
+    first = next(iter(doc["self_tests"][0]["features"]))
+    doc["self_tests"][0]["features"][first] = "high"  # a string where a number belongs
+    (vdir / "manifest.json").write_text(json.dumps(doc))
+    registry = Registry.load(tmp_path)  # must not raise: the other model still serves
+    assert not registry.ready
+    assert "manifest.json is malformed" in registry.not_ready_reasons()[0]
+    assert registry.get("ich").name == "ich"
