@@ -10,6 +10,7 @@ place, and `--data` on a CSV written by `--simulate --write-csv` trains the same
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -45,9 +46,12 @@ class RowError:
     rule: str
     message: str
     allowed: str | None = None
+    line: int | None = None
+    """The file line the row ends on (blank lines and quoted line breaks counted)."""
 
     def __str__(self) -> str:
-        where = "file" if self.row is None else f"row {self.row} (line {self.row + 1})"
+        line = self.line if self.line is not None else (self.row or 0) + 1
+        where = "file" if self.row is None else f"row {self.row} (line {line})"
         allowed = f"; allowed: {self.allowed}" if self.allowed else ""
         return f"{where}, column {self.column!r}: {self.message} [rule: {self.rule}{allowed}]"
 
@@ -258,7 +262,11 @@ def read_csv(kind: ModelKind, path: Path) -> Cohort:
     required = [*kind.csv_columns, kind.outcome_column]
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
+            reader = csv.reader(fh)
+            rows, row_lines = [], []
+            for record in reader:
+                rows.append(record)
+                row_lines.append(reader.line_num)
     except (OSError, UnicodeDecodeError) as exc:
         raise CohortError(
             source, [RowError(None, "", "readable", f"cannot read the file: {exc}")]
@@ -281,7 +289,9 @@ def read_csv(kind: ModelKind, path: Path) -> Cohort:
     )
     if errors:
         raise CohortError(source, errors)
-    body = [r for r in rows[1:] if any(cell.strip() for cell in r)]
+    kept = [k for k in range(1, len(rows)) if any(cell.strip() for cell in rows[k])]
+    body = [rows[k] for k in kept]
+    body_lines = [row_lines[k] for k in kept]
     if not body:
         raise CohortError(source, [RowError(None, "", "rows", "the file has a header but no rows")])
     present = [c for c in header if c in optional]
@@ -312,6 +322,10 @@ def read_csv(kind: ModelKind, path: Path) -> Cohort:
         errors.sort(
             key=lambda e: (e.row or 0, header.index(e.column) if e.column in header else -1)
         )
+        # Rows are numbered among the data rows; say which file line each is, too.
+        errors = [
+            dataclasses.replace(e, line=body_lines[e.row - 1]) if e.row else e for e in errors
+        ]
         raise CohortError(source, errors)
     outcome = np.array(parsed[kind.outcome_column], dtype=np.int64)
     subgroups: dict[str, npt.NDArray[Any]] = {}

@@ -66,6 +66,17 @@ def test_non_numeric_cell_names_row_column_and_rule(tmp_path):
     assert "row 7 (line 8), column 'apache_ii'" in str(err)
 
 
+def test_the_line_named_counts_blank_lines(tmp_path):
+    path = _write(tmp_path, WEANING)
+    _edit(path, 7, "apache_ii", "twelve")
+    lines = path.read_text().splitlines(keepends=True)
+    lines.insert(3, "\n")  # a blank line before data row 3: rows keep their numbers, lines move
+    path.write_text("".join(lines))
+    (err,) = _refusal(path, WEANING).errors
+    assert (err.row, err.line) == (7, 9)
+    assert "row 7 (line 9), column 'apache_ii'" in str(err)
+
+
 def test_out_of_bounds_value_uses_the_service_bounds(tmp_path):
     path = _write(tmp_path, ICH)
     _edit(path, 3, "ffp_volume_ml", "25000")
