@@ -45,13 +45,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
-    # Our lines carry no caller file/line, thread or process fields, so the logging module need
-    # not compute them for every record (the logging HOWTO's "Optimization" section); finding the
-    # caller walks the stack and was a tenth of a prediction's CPU time.
+    # Our lines carry no caller file/line, so the logging module need not find the caller of
+    # every record (the logging HOWTO's "Optimization" section): that walks the stack and was a
+    # tenth of a prediction's CPU time. (Process and thread fields stay: gunicorn's own log
+    # format prints %(process)d, which a None would break.)
     logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
     root = logging.getLogger("ecmo")
     root.setLevel(level)
     if not any(getattr(h, "_ecmo", False) for h in root.handlers):
