@@ -152,9 +152,9 @@ BATCH_SCHEMAS: dict[str, Schema] = {
 }
 
 _RULES = {
-    "Missing data for required field.": ("required", None),
-    "Unknown field.": ("unknown_field", None),
-    "Field may not be null.": ("not_null", None),
+    "Missing data for required field.": ("required", "a value for this field"),
+    "Unknown field.": ("unknown_field", "only the fields openapi.yaml lists for this object"),
+    "Field may not be null.": ("not_null", "a value other than null"),
     "Not a valid number.": ("type", "a JSON number"),
     "Not a valid integer.": ("type", "a JSON integer"),
     "Not a valid boolean.": ("type", "true or false"),

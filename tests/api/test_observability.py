@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.logs import JsonFormatter
 from tests.factories import ICH_INPUTS, WEANING_INPUTS
 
 
@@ -72,3 +74,33 @@ def test_logs_are_structured_and_carry_no_payload(
     everything = caplog.text + " ".join(str(rec.__dict__) for rec in caplog.records)
     for secret in ("secret-mrn-991", "123.456", "9.87"):
         assert secret not in everything
+
+
+def test_request_latency_is_histogrammed_by_route_template_and_method(client: FlaskClient) -> None:
+    for _ in range(3):
+        client.post("/v1/models/ich/predict", json={"inputs": ICH_INPUTS})
+    text = client.get("/metrics").get_data(as_text=True)
+    labels = 'method="POST",route="/v1/models/<name>/predict"'
+    assert f"ecmo_http_request_duration_seconds_count{{{labels}}} 3.0" in text
+    assert f'ecmo_http_request_duration_seconds_bucket{{le="+Inf",{labels}}} 3.0' in text
+
+
+def test_an_access_log_line_is_one_json_object_with_the_request_fields(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ecmo")
+    client.post(
+        "/v1/models/ich/predict", json={"inputs": ICH_INPUTS}, headers={"X-Request-ID": "t-2"}
+    )
+    record = next(rec for rec in caplog.records if rec.name == "ecmo.access")
+    line = json.loads(JsonFormatter().format(record))
+    assert line["level"] == "INFO" and line["logger"] == "ecmo.access"
+    assert line["message"] == "request" and line["ts"].endswith("Z")
+    assert {k: line[k] for k in ("request_id", "method", "route", "status", "model")} == {
+        "request_id": "t-2",
+        "method": "POST",
+        "route": "/v1/models/<name>/predict",
+        "status": 200,
+        "model": "ich",
+    }
+    assert isinstance(line["latency_ms"], float) and line["latency_ms"] >= 0
