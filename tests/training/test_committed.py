@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +84,32 @@ def test_retraining_with_the_committed_seed_reproduces_the_self_tests(name):
         assert abs(p - t["expected_probability"]) <= 1e-9
     # and the committed artifact itself agrees with its own manifest
     assert load_version(MODELS / name / SHIPPED[name]).version == SHIPPED[name]
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_training_command_rebuilds_the_committed_model(name, tmp_path):
+    """The command itself (console script), with the committed seed and size: the same
+    self-test probabilities to 1e-9 (the bootstrap only sizes confidence intervals)."""
+    committed = _manifest(name)
+    seed, n = committed["training"]["seed"], committed["training"]["n"]
+    argv = [str(Path(sys.executable).parent / "ecmo-train"), "--simulate", name]
+    argv += ["--seed", str(seed), "--n", str(n), "--out", str(tmp_path), "--bootstrap", "100"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    rebuilt = json.loads((tmp_path / name / SHIPPED[name] / "manifest.json").read_text())
+    assert [t["features"] for t in rebuilt["self_tests"]] == [
+        t["features"] for t in committed["self_tests"]
+    ]
+    for new, old in zip(rebuilt["self_tests"], committed["self_tests"], strict=True):
+        assert abs(new["expected_probability"] - old["expected_probability"]) <= 1e-9
+
+
+def test_the_training_command_runs_as_a_module() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "service.training", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0 and "--simulate" in run.stdout and "--data" in run.stdout

@@ -116,21 +116,22 @@ def test_two_versions_sit_side_by_side_and_force_replaces(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["ich"]  # no temporary directory left behind
 
 
-def test_data_on_a_simulated_csv_gives_the_same_model(tmp_path):
+@pytest.mark.parametrize("name", ["weaning", "ich"])
+def test_data_on_a_simulated_csv_gives_the_same_model(tmp_path, name):
     csv_path = tmp_path / "cohort.csv"
     sim_out, csv_out = tmp_path / "sim", tmp_path / "csv"
     common = ["--seed", "11", "--bootstrap", "100"]
-    assert main(["weaning", "--simulate", "--n", "1500", "--write-csv", str(csv_path),
+    assert main([name, "--simulate", "--n", "3000", "--write-csv", str(csv_path),
                  "--out", str(sim_out), *common]) == 0  # fmt: skip
-    assert main(["weaning", "--data", str(csv_path), "--out", str(csv_out), *common]) == 0
-    sim = load_version(sim_out / "weaning" / "1.0.0")
-    from_csv = load_version(csv_out / "weaning" / "1.0.0")
+    assert main([name, "--data", str(csv_path), "--out", str(csv_out), *common]) == 0
+    sim = load_version(sim_out / name / "1.0.0")
+    from_csv = load_version(csv_out / name / "1.0.0")
     assert sim.linear == from_csv.linear
     assert sim.manifest.raw["self_tests"] == from_csv.manifest.raw["self_tests"]
     assert sim.manifest.raw["metrics"] == from_csv.manifest.raw["metrics"]
     assert from_csv.manifest.raw["training"]["source"] == "csv"
-    a = joblib.load(sim_out / "weaning" / "1.0.0" / "model.joblib")
-    b = joblib.load(csv_out / "weaning" / "1.0.0" / "model.joblib")
+    a = joblib.load(sim_out / name / "1.0.0" / "model.joblib")
+    b = joblib.load(csv_out / name / "1.0.0" / "model.joblib")
     x = np.array(
         [[t["features"][n] for n in sim.kind.feature_names] for t in sim.manifest.raw["self_tests"]]
     )
