@@ -1,9 +1,11 @@
-"""Every curl example in the README runs, in order, against a fresh real server with the shipped
-models and answers what the README shows (JSON compared as data, text line by line)."""
+"""Every curl example in the README runs, in order, against the server the README's first command
+(scripts/serve) starts on the shipped models, and answers what the README shows (JSON compared as
+data, text line by line)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server import REPO, gunicorn
+from tests.server import REPO, free_port, running
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +44,16 @@ def test_readme_has_a_curl_example_for_every_json_api_route() -> None:
 def test_readme_curl_examples_answer_as_written(tmp_path: Path) -> None:
     cases = examples()
     assert len(cases) >= 10
-    with gunicorn(tmp_path, {"ECMO_MODEL_DIR": str(REPO / "models")}) as server:
+    # The README's first command itself (scripts/serve: set-up, then gunicorn on the shipped
+    # models), on a free port instead of 8000.
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ECMO_")},
+        "ECMO_BIND": f"127.0.0.1:{port}",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+    }
+    serve = [str(REPO / "scripts" / "serve")]
+    with running(serve, env, REPO, port, tmp_path / "serve.log", ready_timeout=300) as server:
         base = server.url.removeprefix("http://")
         for command, kind, expected in cases:
             run = subprocess.run(
