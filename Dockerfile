@@ -7,7 +7,7 @@
 # model directory (service/config.py REPO_MODELS_DIR = <source root>/models) is /app/models, where
 # the models are baked in. A hospital mounts its own models elsewhere and sets ECMO_MODEL_DIR.
 #
-# tests/deploy/test_image_cmd.py parses ENV, CMD and HEALTHCHECK from this file and runs them
+# tests/deploy/test_image.py parses ENV, CMD and HEALTHCHECK from this file and runs them
 # against real gunicorn, so keep them on one line each.
 
 FROM python:3.11.7-slim-bookworm AS build
