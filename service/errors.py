@@ -2,8 +2,10 @@
 
 Hierarchy:
     ServiceError
-    ├── MalformedRequest   the body is not a JSON document of the expected shape (400)
-    ├── InvalidInput       well-formed, but a value breaks a clinical rule (422)
+    ├── MalformedRequest   the body is not JSON (syntax, encoding, duplicate keys, depth) or a
+    │                      CDS Hooks request breaks the protocol (400)
+    ├── InvalidInput       JSON, but a field has the wrong shape or type, or a value breaks a
+    │                      clinical rule (422)
     ├── UnknownModel       no such model or version (404)
     ├── ModelNotReady      the model exists but failed verification or self-test (503)
     ├── InvalidClinicalData  a CDS Hooks prefetch resource is malformed or unusable (400)
