@@ -27,8 +27,15 @@ def summarise(collapsed: Path, top: int, batch: bool = False) -> str:
     own: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
     total = 0
+    pending = ""
     for line in collapsed.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
+        # A frame name can hold a newline (py-spy prints some objects' repr): such a record spans
+        # several lines, and only its last line ends in the sample count.
+        stack, _, count_text = (pending + line).rpartition(" ")
+        if not count_text.isdigit():
+            pending += line
+            continue
+        pending = ""
         if not stack:
             continue
         count = int(count_text)
@@ -109,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--duration",
                 str(round(args.duration)),
                 "--nonblocking",
+                *(["--gil"] if args.gil else []),
                 "--output",
                 str(collapsed),
             ],

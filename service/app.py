@@ -9,6 +9,9 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
+from types import FunctionType
+from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry
@@ -29,6 +32,27 @@ log = logging.getLogger("ecmo.app")
 access_log = logging.getLogger("ecmo.access")
 
 
+class ServiceFlask(Flask):
+    """Flask, deciding once per function whether it needs wrapping for async.
+
+    Flask's ensure_sync asks inspect whether a view or hook is a coroutine function on every call
+    (three times a prediction: two hooks and the view). The Flask docs name this method as the one
+    to override to change how functions are run; the answer for a given function never changes.
+    """
+
+    def __init__(self, import_name: str) -> None:
+        super().__init__(import_name)
+        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        if type(func) is not FunctionType:
+            return super().ensure_sync(func)  # bound methods are new objects at each access
+        sync = self._sync.get(func)
+        if sync is None:
+            sync = self._sync[func] = super().ensure_sync(func)
+        return sync
+
+
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> Flask:
     settings = settings or load_settings()
     configure_logging(settings.log_level)
@@ -36,7 +60,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     metrics = create_metrics(CollectorRegistry(auto_describe=True))
     deps = Deps(settings=settings, registry=registry, metrics=metrics)
 
-    app = Flask(__name__)
+    app = ServiceFlask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     served = [(m.name, m.version, m.sha256) for s in registry.statuses if (m := s.model)]
 
@@ -46,7 +70,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     def _start() -> None:
         req, ctx = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
         ctx.started = time.perf_counter()
-        incoming = req.headers.get("X-Request-ID", "")
+        # The WSGI environ key of the X-Request-ID header (what req.headers.get looks up, without
+        # building the header view).
+        incoming = req.environ.get("HTTP_X_REQUEST_ID", "")
         # 128 random bits as 32 hex digits, as uuid4().hex but without building a UUID object.
         ctx.request_id = incoming if REQUEST_ID.match(incoming) else os.urandom(16).hex()
         metrics.mark_models(served)

@@ -10,7 +10,8 @@ from typing import Any
 
 import orjson
 
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STANDARD = list(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+_RESERVED = set(_STANDARD) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,9 +35,16 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
+        attributes = record.__dict__
+        keys = list(attributes)
+        # A record's standard attributes come first, in LogRecord.__init__'s order, and the
+        # `extra` fields after them: skip the ~20 standard ones in one comparison when they are
+        # where they always are (one line per request is on the hot path).
+        if keys[: len(_STANDARD)] == _STANDARD:
+            keys = keys[len(_STANDARD) :]
+        for key in keys:
             if key not in _RESERVED and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = attributes[key]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         # orjson writes the same JSON as json.dumps(entry, default=str), several times faster

@@ -177,16 +177,18 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
 
     @bp.post("/v1/models/<name>/predict")
     def predict_one(name: str) -> Response:
-        g.model = name
-        model = registry.get(name, requested_version(request))
-        data = load(model.kind.name, name, read_json(request), batch=False)
+        # Each use of a `request`/`g` proxy is a context lookup: resolve them once.
+        req, ctx = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
+        ctx.model = name
+        model = registry.get(name, requested_version(req))
+        data = load(model.kind.name, name, read_json(req), batch=False)
         try:
             p = score(model, data["inputs"], "inputs")
         except InvalidInput as exc:
             count_rejections(name, exc.errors)
             raise
         observe(p)
-        body = {"request_id": g.request_id, "model": model_ref(model), **prediction_body(p)}
+        body = {"request_id": ctx.request_id, "model": model_ref(model), **prediction_body(p)}
         for key in ECHOED:
             if key in data:
                 body[key] = data[key]

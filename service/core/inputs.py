@@ -33,6 +33,17 @@ class Resolved:
     warnings: list[InputWarning] = field(default_factory=list)
 
 
+def _quiet(value: float, rule: InputRule) -> bool:
+    """True when _Collector.number would neither refuse nor warn: most values, which then skip
+    wording the messages they will not need (NaN fails every comparison, so it is never quiet)."""
+    return (
+        rule.soft.contains(value)
+        and rule.hard.contains(value)
+        and math.isfinite(value)
+        and (not rule.integer or value == int(value))
+    )
+
+
 class _Collector:
     """Gathers errors and warnings while one patient's inputs are resolved."""
 
@@ -46,6 +57,8 @@ class _Collector:
 
     def number(self, path: str, value: float, rule: InputRule, shown: str | None = None) -> float:
         """Check a canonical value against hard bounds (error) and soft bounds (warning)."""
+        if _quiet(value, rule):
+            return value
         given = shown or f"{value:g}"
         if not math.isfinite(value):
             self.error(path, f"{rule.label} must be a finite number", "finite")
@@ -108,6 +121,8 @@ class _Collector:
             if math.isnan(weight_kg):
                 return math.nan  # the weight itself was reported as an error
             canonical /= weight_kg
+        if _quiet(canonical, rule):
+            return canonical  # nothing to report, so nothing to word
         shown = (
             f"{value:g} {unit}"
             if unit == rule.unit and salt_factor == 1.0
@@ -130,6 +145,8 @@ def _vis(c: _Collector, path: str, infusions: Mapping[str, Any], weight: float |
         total += weight_factor * rate
     if len(c.errors) > errors_before or math.isnan(total):
         return math.nan  # a rate (or the weight) is already reported; don't repeat it
+    if _quiet(total, specs.VIS_RULE):
+        return total
     return c.number(path, total, specs.VIS_RULE, f"computed VIS {total:.4g}")
 
 
@@ -194,11 +211,11 @@ def _resolve_ich(c: _Collector, inputs: Mapping[str, Any]) -> tuple[list[float],
             gwr = math.nan  # the HU values are already reported; their ratio would only repeat it
         else:
             ratio = grey / white
-            gwr = c.number(
-                "grey_matter_hu",
-                ratio,
-                specs.INPUT_RULES["gwr"],
-                f"GWR {ratio:.3g} (grey/white HU)",
+            rule = specs.INPUT_RULES["gwr"]
+            gwr = (
+                ratio
+                if _quiet(ratio, rule)
+                else c.number("grey_matter_hu", ratio, rule, f"GWR {ratio:.3g} (grey/white HU)")
             )
             derived["gwr"] = gwr
     stroke = 1.0 if inputs["stroke_history"] else 0.0

@@ -104,3 +104,23 @@ def test_an_access_log_line_is_one_json_object_with_the_request_fields(
         "model": "ich",
     }
     assert isinstance(line["latency_ms"], float) and line["latency_ms"] >= 0
+
+
+def test_the_log_formatter_finds_extra_fields_wherever_a_record_holds_them() -> None:
+    usual = logging.getLogger("ecmo.t").makeRecord(
+        "ecmo.t", logging.WARNING, "f.py", 1, "m", (), None, extra={"route": "/x", "status": 201}
+    )
+    # A record whose extra field comes before the standard attributes (a custom record factory
+    # could build one), with a private attribute that is never logged.
+    unusual = logging.LogRecord.__new__(logging.LogRecord)
+    unusual.route = "/y"
+    unusual.__dict__.update(
+        {k: v for k, v in usual.__dict__.items() if k not in ("route", "status")}
+    )
+    unusual._private = 1
+    for record, extras in ((usual, {"route": "/x", "status": 201}), (unusual, {"route": "/y"})):
+        line = json.loads(JsonFormatter().format(record))
+        assert (
+            line
+            == {"ts": line["ts"], "level": "WARNING", "logger": "ecmo.t", "message": "m"} | extras
+        )
