@@ -56,13 +56,14 @@ def predict(model: LoadedModel, resolved: Resolved) -> Prediction:
     log_odds = linear.baseline + math.fsum(terms)
     probability = expit(log_odds)
     features = model.manifest.features
-    contributions = sorted(
-        (
-            Contribution(f.name, f.label, v, f.unit, t)
-            for f, v, t in zip(features, x, terms, strict=True)
-        ),
-        key=lambda c: -abs(c.log_odds),
-    )
+    # tuple.__new__ is what Contribution(...) calls, without its Python-level __new__ (a single
+    # prediction builds one per feature, and this is the service's hot path).
+    contributions = [
+        _new_tuple(Contribution, (f.name, f.label, v, f.unit, t))
+        for f, v, t in zip(features, x, terms, strict=True)
+    ]
+    # Largest magnitude first; the sort is stable, so ties keep the manifest's feature order.
+    contributions.sort(key=_magnitude_descending)
     warnings = list(resolved.warnings)
     for f, v in zip(features, x, strict=True):
         low, high = f.derivation_range
@@ -85,3 +86,10 @@ def predict(model: LoadedModel, resolved: Resolved) -> Prediction:
         derived=resolved.derived,
         warnings=tuple(warnings),
     )
+
+
+_new_tuple = tuple.__new__
+
+
+def _magnitude_descending(c: Contribution) -> float:
+    return -abs(c.log_odds)
