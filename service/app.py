@@ -22,14 +22,14 @@ from service.api.deps import Deps
 from service.api.errors import register_error_handlers
 from service.config import Settings, load_settings
 from service.core.registry import Registry
-from service.logs import configure_logging
+from service.logs import AccessLog, configure_logging
 from service.telemetry import create_metrics
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 UNMETERED = ("/metrics", "/health/live", "/health/ready")
 
 log = logging.getLogger("ecmo.app")
-access_log = logging.getLogger("ecmo.access")
+access_log = AccessLog("ecmo.access")
 
 
 class ServiceFlask(Flask):
@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             metrics.observe_request(route, method, status, elapsed)
         access_log.info(
             "request",
-            extra={
+            {
                 "request_id": request_id,
                 "method": method,
                 "route": route,
