@@ -84,8 +84,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         route = req.url_rule.rule if req.url_rule is not None else "<unmatched>"
         request_id = ctx.get("request_id", "")
         method, status = req.method, response.status_code
-        response.headers["X-Request-ID"] = request_id
-        response.headers["Server-Timing"] = f"app;dur={elapsed * 1000:.3f}"
+        # add, not set: nothing else sets these two, so there is no earlier value to look for.
+        response.headers.add("X-Request-ID", request_id)
+        response.headers.add("Server-Timing", f"app;dur={elapsed * 1000:.3f}")
         if route not in UNMETERED:
             metrics.observe_request(route, method, status, elapsed)
         access_log.info(

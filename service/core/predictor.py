@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from service.core.inputs import InputWarning, Resolved
@@ -36,8 +35,11 @@ def direction_of(log_odds: float) -> str:
     return "neutral"
 
 
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(NamedTuple):
+    """Immutable, as the other core types; a NamedTuple because one is built per prediction and a
+    frozen dataclass takes twice as long to build (its __init__ sets each field through
+    object.__setattr__)."""
+
     model: LoadedModel
     probability: float
     log_odds: float
