@@ -116,8 +116,21 @@ def _infusions(value: Any) -> dict[str, Any]:
     }
 
 
+_WEANING_VIS_FORM = frozenset(("apache_ii", "lactate_24h", "vis_0h", "vis_24h"))
+_ICH_GWR_FORM = frozenset(("gwr", "stroke_history", "ffp_volume", "min_platelets"))
+
+
 def _weaning(inputs: Any) -> dict[str, Any]:
-    if type(inputs) is not dict or not inputs.keys() <= _WEANING_KEYS:
+    if type(inputs) is not dict:
+        raise _Reject
+    if inputs.keys() == _WEANING_VIS_FORM:  # the usual form: VIS given, no rates or weight
+        return {
+            "apache_ii": _integer(inputs["apache_ii"]),
+            "lactate_24h": _quantity(inputs["lactate_24h"]),
+            "vis_0h": _number(inputs["vis_0h"]),
+            "vis_24h": _number(inputs["vis_24h"]),
+        }
+    if not inputs.keys() <= _WEANING_KEYS:
         raise _Reject
     if ("vis_0h" in inputs) == ("infusions_0h" in inputs):
         raise _Reject
@@ -139,7 +152,19 @@ def _weaning(inputs: Any) -> dict[str, Any]:
 
 
 def _ich(inputs: Any) -> dict[str, Any]:
-    if type(inputs) is not dict or not inputs.keys() <= _ICH_KEYS:
+    if type(inputs) is not dict:
+        raise _Reject
+    if inputs.keys() == _ICH_GWR_FORM:  # the usual form: GWR given, not the two HU values
+        stroke = inputs["stroke_history"]
+        if type(stroke) is not bool:
+            raise _Reject
+        return {
+            "gwr": _number(inputs["gwr"]),
+            "stroke_history": stroke,
+            "ffp_volume": _quantity(inputs["ffp_volume"]),
+            "min_platelets": _quantity(inputs["min_platelets"]),
+        }
+    if not inputs.keys() <= _ICH_KEYS:
         raise _Reject
     has_hu = ("grey_matter_hu" in inputs, "white_matter_hu" in inputs)
     if "gwr" in inputs:

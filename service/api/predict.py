@@ -55,7 +55,10 @@ def prediction_body(p: Prediction) -> dict[str, Any]:
 def column_bodies(model: LoadedModel, scores: ColumnScores) -> list[dict[str, Any] | None]:
     """prediction_body for every plain row of a column score (None for the others): the same
     keys, values and contribution order as the per-patient path gives the same patient."""
-    features = [(f.name, f.label, f.unit) for f in model.manifest.features]
+    manifest_features = model.manifest.features
+    names = [f.name for f in manifest_features]
+    labels = [f.label for f in manifest_features]
+    units = [f.unit for f in manifest_features]
     # One risk_band object per band, shared by the items that fall in it.
     bands = [_band(b) for b in model.manifest.risk_bands]
     outcome, baseline = model.kind.outcome, model.linear.baseline
@@ -83,10 +86,10 @@ def column_bodies(model: LoadedModel, scores: ColumnScores) -> list[dict[str, An
                 "baseline_log_odds": baseline,
                 "contributions": [
                     {
-                        "feature": features[j][0],
-                        "label": features[j][1],
+                        "feature": names[j],
+                        "label": labels[j],
                         "value": x[j],
-                        "unit": features[j][2],
+                        "unit": units[j],
                         "log_odds": terms[j],
                         "direction": (
                             "raises" if terms[j] > 0 else "lowers" if terms[j] < 0 else "neutral"
