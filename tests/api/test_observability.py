@@ -124,3 +124,17 @@ def test_the_log_formatter_finds_extra_fields_wherever_a_record_holds_them() -> 
             line
             == {"ts": line["ts"], "level": "WARNING", "logger": "ecmo.t", "message": "m"} | extras
         )
+
+
+def test_every_answer_carries_one_request_id_and_one_server_timing(client: FlaskClient) -> None:
+    answers = [
+        client.post("/v1/models/ich/predict", json={"inputs": ICH_INPUTS}),
+        client.post("/v1/models/ich/predict", json={"inputs": {**ICH_INPUTS, "gwr": 9.9}}),
+        client.get("/v1/models/nope"),
+        client.get("/health/live"),
+        client.get("/metrics"),
+    ]
+    assert [r.status_code for r in answers] == [200, 422, 404, 200, 200]
+    for r in answers:
+        assert len(r.headers.getlist("X-Request-ID")) == 1
+        assert len(r.headers.getlist("Server-Timing")) == 1
