@@ -56,31 +56,11 @@ def count(valgrind: str, app: str, model: str, batch: bool, n: int) -> int:
 
 def child(app_name: str, model: str, n: int, batch: bool) -> None:
     """Run n requests through the app in this process (under valgrind)."""
-    import logging
-    import tempfile
+    from bench.micro import loop, request_for, worker_like_apps
 
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bench-instr-"))
-    from bench import bodies
-    from bench.floor_app import create_app as create_floor
-    from bench.micro import loop
-    from service import gunicorn_conf
-    from service.app import create_app
-
-    if app_name == "service":
-        app = create_app()
-        for h in logging.getLogger("ecmo").handlers:
-            if isinstance(h, logging.StreamHandler):
-                h.setStream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
-    else:
-        app = create_floor()
-    gunicorn_conf.pre_fork(None, None)
-    gunicorn_conf.post_fork(None, None)
-    if batch:
-        body = bodies.encode(bodies.batch(model, 1000))
-        path = f"/v1/models/{model}/predict/batch"
-    else:
-        body = bodies.encode(bodies.SINGLE[model])
-        path = f"/v1/models/{model}/predict"
+    service, floor = worker_like_apps()
+    app = service if app_name == "service" else floor
+    path, body = request_for(model, batch)
     if app_name == "floor":
         path = f"/v1/models/{model}/predict"
     loop(app.wsgi_app, path, body, 2)  # warm-up: first-call caches

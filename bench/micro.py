@@ -69,16 +69,13 @@ def loop(app: Wsgi, path: str, body: bytes, n: int) -> tuple[float, int]:
     return time.process_time() - t0, int(status[0].split()[0])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__)
-    p.add_argument("--model", default="weaning")
-    p.add_argument("-n", type=int, default=3000, help="requests per measurement")
-    p.add_argument("--batch", action="store_true", help="1,000-patient batch requests")
-    p.add_argument("--profile", action="store_true", help="pyinstrument profile of the service")
-    args = p.parse_args(argv)
+def worker_like_apps() -> tuple[Any, Any]:
+    """The service (its JSON log sent to a null stream once formatted) and the floor app, with the
+    process set up as a gunicorn worker of service/gunicorn_conf.py is."""
     # The service under gunicorn runs in multiprocess metrics mode; do the same here.
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bench-micro-"))
     from bench.floor_app import create_app as create_floor
+    from service import gunicorn_conf
     from service.app import create_app
 
     service = create_app()
@@ -88,18 +85,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     floor = create_floor()
     # What a gunicorn worker runs with: the master's objects frozen out of the collector's reach
     # and the workers' young-generation threshold (the config's own hooks, called as gunicorn does).
-    from service import gunicorn_conf
-
     gunicorn_conf.pre_fork(None, None)
     gunicorn_conf.post_fork(None, None)
-    if args.batch:
-        body = bodies.encode(bodies.batch(args.model, 1000))
-        path = f"/v1/models/{args.model}/predict/batch"
-        n = max(1, args.n // 300)
-    else:
-        body = bodies.encode(bodies.SINGLE[args.model])
-        path = f"/v1/models/{args.model}/predict"
-        n = args.n
+    return service, floor
+
+
+def request_for(model: str, batch: bool) -> tuple[str, bytes]:
+    """The service's path and body for one benchmark request (the floor answers on /predict)."""
+    if batch:
+        return f"/v1/models/{model}/predict/batch", bodies.encode(bodies.batch(model, 1000))
+    return f"/v1/models/{model}/predict", bodies.encode(bodies.SINGLE[model])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__)
+    p.add_argument("--model", default="weaning")
+    p.add_argument("-n", type=int, default=3000, help="requests per measurement")
+    p.add_argument("--batch", action="store_true", help="1,000-patient batch requests")
+    p.add_argument("--profile", action="store_true", help="pyinstrument profile of the service")
+    args = p.parse_args(argv)
+    service, floor = worker_like_apps()
+    path, body = request_for(args.model, args.batch)
+    n = max(1, args.n // 300) if args.batch else args.n
     floor_path = f"/v1/models/{args.model}/predict"
     loop(service.wsgi_app, path, body, max(1, n // 10))  # warm-up
     loop(floor.wsgi_app, floor_path, body, max(1, n // 10))
