@@ -9,7 +9,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FunctionType
 from typing import Any
 
@@ -18,9 +18,11 @@ from prometheus_client import CollectorRegistry
 
 from service import __version__
 from service.api import register_blueprints
+from service.api.cds.auth import CdsTokenVerifier
 from service.api.deps import Deps
 from service.api.errors import register_error_handlers
 from service.config import Settings, load_settings
+from service.core.fhir import ServiceMapping, load_mappings
 from service.core.registry import Registry
 from service.logs import AccessLog, configure_logging
 from service.telemetry import create_metrics
@@ -53,12 +55,45 @@ class ServiceFlask(Flask):
         return sync
 
 
+def _cds_services(
+    mappings: Mapping[str, ServiceMapping], registry: Registry
+) -> dict[str, ServiceMapping]:
+    """The CDS services whose model is in the registry (ready or not: an unready one answers 503)."""
+    known_models = {s.name for s in registry.statuses}
+    services: dict[str, ServiceMapping] = {}
+    for sid, m in mappings.items():
+        if m.model in known_models:
+            services[sid] = m
+        else:
+            log.warning(
+                "CDS service not offered: no model", extra={"service": sid, "model": m.model}
+            )
+    return services
+
+
+def _cds_verifier(settings: Settings) -> CdsTokenVerifier | None:
+    verifier = CdsTokenVerifier.from_settings(settings)
+    if verifier is None:
+        log.warning(
+            "CDS Hooks JWT verification is OFF: any caller can use /cds-services. "
+            "Set ECMO_CDS_JWT_REQUIRED=true with ECMO_CDS_JWKS_FILE or ECMO_CDS_JWKS_URLS and "
+            "ECMO_CDS_ALLOWED_ISSUERS in production."
+        )
+    return verifier
+
+
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> Flask:
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     registry = registry or Registry.load(settings.model_dir, settings.default_versions)
     metrics = create_metrics(CollectorRegistry(auto_describe=True))
-    deps = Deps(settings=settings, registry=registry, metrics=metrics)
+    deps = Deps(
+        settings=settings,
+        registry=registry,
+        metrics=metrics,
+        cds_services=_cds_services(load_mappings(settings.fhir_mapping_dir), registry),
+        cds_verifier=_cds_verifier(settings),
+    )
 
     app = ServiceFlask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

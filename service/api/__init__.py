@@ -1,4 +1,6 @@
-"""HTTP adapters. Each module exposes a blueprint factory that receives its dependencies."""
+"""HTTP adapters, one package per protocol (v1/: the JSON API, oip/: Open Inference Protocol,
+cds/: CDS Hooks) and the shared pieces beside them (body, errors, responses, deps, health,
+metrics). Each exposes a blueprint factory that receives its dependencies."""
 
 from __future__ import annotations
 
@@ -6,13 +8,13 @@ from collections.abc import Callable
 
 from flask import Blueprint, Flask
 
-from service.api.cds_hooks import create_cds_blueprint
+from service.api.cds.hooks import create_cds_blueprint
 from service.api.deps import Deps
 from service.api.health import create_health_blueprint
 from service.api.metrics import create_metrics_blueprint
-from service.api.models import create_models_blueprint
 from service.api.oip import create_oip_blueprint
-from service.api.predict import create_predict_blueprint
+from service.api.v1.models import create_models_blueprint
+from service.api.v1.predict import create_predict_blueprint
 
 BLUEPRINT_FACTORIES: tuple[Callable[[Deps], Blueprint], ...] = (
     create_health_blueprint,

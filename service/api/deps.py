@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from service.api.cds.auth import CdsTokenVerifier
 from service.config import Settings
+from service.core.fhir import ServiceMapping
 from service.core.registry import Registry
 from service.telemetry import Metrics
 
@@ -14,3 +17,7 @@ class Deps:
     settings: Settings
     registry: Registry
     metrics: Metrics
+    cds_services: Mapping[str, ServiceMapping]
+    """CDS Hooks services by id: the mapping files whose model the registry knows."""
+    cds_verifier: CdsTokenVerifier | None
+    """None when CDS Hooks JWT verification is off (ECMO_CDS_JWT_REQUIRED=false)."""

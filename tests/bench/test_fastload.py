@@ -1,4 +1,4 @@
-"""service/api/fastload.py must agree with the marshmallow schemas: whatever it accepts, the schema
+"""service/api/v1/fastload.py must agree with the marshmallow schemas: whatever it accepts, the schema
 accepts with exactly the same result (values and Python types); anything else falls back to the
 schema (None). Generated bodies mix valid values with every kind of wrong one."""
 
@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from bench import bodies
-from service.api.fastload import fast_load
-from service.api.schemas import BATCH_SCHEMAS, PATIENT_SCHEMAS
+from service.api.v1.fastload import fast_load
+from service.api.v1.schemas import BATCH_SCHEMAS, PATIENT_SCHEMAS
 
 WRONG = st.one_of(
     st.none(),

@@ -373,10 +373,10 @@ def test_empty_condition_bundle_means_no_stroke_and_refuted_conditions_are_ignor
 def test_a_hospital_mapping_directory_replaces_the_shipped_codes(
     model_dir: Path, tmp_path: Path
 ) -> None:
-    from service.core import fhir as core_fhir
+    from importlib import resources
 
-    source = Path(core_fhir.__file__).parent.parent / "cds_mappings" / "weaning.json"
-    doc = json.loads(source.read_text())
+    source = resources.files("service.cds_mappings") / "weaning.json"
+    doc = json.loads(source.read_text("utf-8"))
     site = "https://fhir.hospital.example/CodeSystem/icu"
     doc["prefetch"]["vis"] = (
         f"Observation?patient={{{{context.patientId}}}}&code={site}|VIS0,{site}|VIS24"

@@ -1,9 +1,4 @@
-"""FHIR R4 prefetch -> the JSON API's inputs mapping, driven by per-model mapping files.
-
-The mapping from FHIR to features is data: a JSON file per CDS service (shipped defaults in the
-service.cds_mappings package, replaceable by a directory named in ECMO_FHIR_MAPPING_DIR) names the
-prefetch templates, the code systems and codes of each input, the value kind, the time window and
-how one value is chosen among several resources (latest, min, max, sum, any).
+"""FHIR R4 prefetch -> the JSON API's inputs mapping, driven by a service's mapping file.
 
 extract() produces exactly the inputs mapping the JSON API takes (quantities as {"value", "unit"}
 with the UCUM code as unit), so core.inputs.resolve() converts units with the same whitelist and
@@ -16,20 +11,25 @@ This service never queries a FHIR server: data absent from the prefetch is missi
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from importlib import resources
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.core import specs
+from service.core.fhir.mapping import FeatureMapping, ServiceMapping
+from service.core.fhir.values import (
+    codings,
+    effective_time,
+    fmt,
+    is_number,
+    matches,
+    parse_fhir_datetime,
+)
 from service.core.units import accepted_units, unit_rule
 from service.errors import FieldError, InvalidClinicalData, MissingClinicalData
 
-MAPPING_VERSION = 1
 UCUM = "http://unitsofmeasure.org"
 ACCEPTED_OBSERVATION_STATUS = ("final", "amended", "corrected")
 """Only these Observation.status values are used; preliminary, registered, cancelled,
@@ -38,246 +38,6 @@ REFUTED_CONDITION = ("refuted", "entered-in-error")
 """Condition.verificationStatus codes that mean the condition is not there."""
 FUTURE_TOLERANCE = timedelta(minutes=5)
 """An observation time later than now + this is not used (clock drift allowance)."""
-
-VALUE_KINDS = ("quantity", "number", "integer", "presence")
-SELECTS = {
-    "quantity": ("latest", "min", "max", "sum"),
-    "number": ("latest", "min", "max"),
-    "integer": ("latest", "min", "max"),
-    "presence": ("any",),
-}
-RESOURCES = {"Observation": ("quantity", "number", "integer"), "Condition": ("presence",)}
-
-# Inputs a mapping may produce per model kind: the JSON API's inputs, minus the alternatives
-# that cannot come from one Observation (infusion rates, HU pairs).
-KIND_INPUTS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    # kind: (required, optional)
-    "weaning": (
-        frozenset({"apache_ii", "lactate_24h", "vis_0h", "vis_24h"}),
-        frozenset({"body_weight"}),
-    ),
-    "ich": (frozenset({"gwr", "stroke_history", "ffp_volume", "min_platelets"}), frozenset()),
-}
-
-
-class MappingError(ValueError):
-    """A mapping file is unusable; raised at start-up, naming the file and the field."""
-
-
-@dataclass(frozen=True)
-class CodeMatch:
-    system: str
-    code: str | None = None
-    code_prefix: str | None = None
-
-    def matches(self, system: Any, code: Any) -> bool:
-        if system != self.system or not isinstance(code, str):
-            return False
-        if self.code is not None:
-            return code == self.code
-        assert self.code_prefix is not None  # guaranteed by the loader
-        return code == self.code_prefix or code.startswith(self.code_prefix + ".")
-
-    def describe(self) -> str:
-        return f"{self.system}|{self.code if self.code is not None else f'{self.code_prefix}*'}"
-
-
-@dataclass(frozen=True)
-class FeatureMapping:
-    input: str
-    """Key of the JSON API's inputs mapping, e.g. lactate_24h."""
-    label: str
-    prefetch: str
-    resource: str
-    codes: tuple[CodeMatch, ...]
-    value: str
-    select: str
-    window_hours: float | None
-    unitless_codes: tuple[str, ...] = ()
-    when_none_in_window: dict[str, Any] | None = None
-
-    @property
-    def quantity(self) -> str | None:
-        """Key into core.units.UNITS for quantity inputs."""
-        return specs.INPUT_RULES[self.input].quantity if self.value == "quantity" else None
-
-
-@dataclass(frozen=True)
-class ServiceMapping:
-    id: str
-    hook: str
-    title: str
-    description: str
-    model: str
-    kind: str
-    prefetch: dict[str, str]
-    features: tuple[FeatureMapping, ...]
-    source: str
-    """File the mapping was read from (for messages)."""
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def _req(doc: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
-    if key not in doc:
-        raise MappingError(f"{where}{key} is missing")
-    value = doc[key]
-    if not isinstance(value, typ) or isinstance(value, bool) and typ is not bool:
-        raise MappingError(f"{where}{key} has the wrong type")
-    return value
-
-
-def parse_mapping(doc: Any, source: str) -> ServiceMapping:
-    """Parse and check one mapping document; raise MappingError naming file and field."""
-    w = f"{source}: "
-    if not isinstance(doc, dict):
-        raise MappingError(f"{w}not a JSON object")
-    if _req(doc, "mapping_version", int, w) != MAPPING_VERSION:
-        raise MappingError(f"{w}mapping_version must be {MAPPING_VERSION}")
-    svc = _req(doc, "service", dict, w)
-    kind = _req(doc, "kind", str, w)
-    if kind not in KIND_INPUTS:
-        raise MappingError(f"{w}kind {kind!r} is not one of {sorted(KIND_INPUTS)}")
-    prefetch = _req(doc, "prefetch", dict, w)
-    for key, template in prefetch.items():
-        if not isinstance(template, str) or not template:
-            raise MappingError(f"{w}prefetch.{key} must be a FHIR query template")
-    features: list[FeatureMapping] = []
-    for i, f in enumerate(_req(doc, "features", list, w)):
-        fw = f"{w}features[{i}]."
-        if not isinstance(f, dict):
-            raise MappingError(f"{fw[:-1]} is not an object")
-        features.append(_parse_feature(f, fw, prefetch))
-    required, optional = KIND_INPUTS[kind]
-    names = [f.input for f in features]
-    if len(set(names)) != len(names):
-        raise MappingError(f"{w}an input is mapped twice: {names}")
-    if missing := required - set(names):
-        raise MappingError(f"{w}inputs {sorted(missing)} are required for kind {kind}")
-    if unknown := set(names) - required - optional:
-        raise MappingError(f"{w}inputs {sorted(unknown)} are not inputs of kind {kind}")
-    hook = _req(svc, "hook", str, w + "service.")
-    if hook != "patient-view":
-        raise MappingError(f"{w}service.hook {hook!r}: only patient-view is implemented")
-    return ServiceMapping(
-        id=_req(svc, "id", str, w + "service."),
-        hook=hook,
-        title=_req(svc, "title", str, w + "service."),
-        description=_req(svc, "description", str, w + "service."),
-        model=_req(doc, "model", str, w),
-        kind=kind,
-        prefetch=dict(prefetch),
-        features=tuple(features),
-        source=source,
-    )
-
-
-def _parse_feature(f: Mapping[str, Any], w: str, prefetch: Mapping[str, str]) -> FeatureMapping:
-    name = _req(f, "input", str, w)
-    if name not in specs.INPUT_RULES and name != "stroke_history":
-        raise MappingError(f"{w}input {name!r} is not an input of the JSON API")
-    key = _req(f, "prefetch", str, w)
-    if key not in prefetch:
-        raise MappingError(f"{w}prefetch {key!r} is not a key of the mapping's prefetch")
-    resource = _req(f, "resource", str, w)
-    if resource not in RESOURCES:
-        raise MappingError(f"{w}resource must be one of {sorted(RESOURCES)}")
-    value = _req(f, "value", str, w)
-    if value not in RESOURCES[resource]:
-        raise MappingError(f"{w}value {value!r} is not allowed for {resource}")
-    if (value == "presence") != (name == "stroke_history"):
-        raise MappingError(f"{w}value {value!r} does not fit input {name}")
-    if value == "quantity" and specs.INPUT_RULES[name].quantity is None:
-        raise MappingError(f"{w}input {name} is unitless: use value number or integer")
-    if value in ("number", "integer") and specs.INPUT_RULES[name].quantity is not None:
-        raise MappingError(f"{w}input {name} needs a unit: use value quantity")
-    select = _req(f, "select", str, w)
-    if select not in SELECTS[value]:
-        raise MappingError(f"{w}select {select!r} is not one of {SELECTS[value]} for {value}")
-    window = f.get("window_hours")
-    if window is not None and (
-        not isinstance(window, int | float) or isinstance(window, bool) or window <= 0
-    ):
-        raise MappingError(f"{w}window_hours must be a positive number or null")
-    if window is None and resource == "Observation":
-        raise MappingError(f"{w}window_hours is required for Observation inputs")
-    if window is not None and resource == "Condition":
-        # A history counts whenever it began; a window here would silently not be applied.
-        raise MappingError(
-            f"{w}window_hours does not apply to Condition inputs (a recorded condition counts "
-            "whenever it began): set it to null"
-        )
-    codes: list[CodeMatch] = []
-    for j, c in enumerate(_req(f, "codes", list, w)):
-        cw = f"{w}codes[{j}]."
-        if not isinstance(c, dict):
-            raise MappingError(f"{cw[:-1]} is not an object")
-        system = _req(c, "system", str, cw)
-        code, prefix = c.get("code"), c.get("code_prefix")
-        if (code is None) == (prefix is None):
-            raise MappingError(f"{cw[:-1]} needs exactly one of code, code_prefix")
-        if not isinstance(code if code is not None else prefix, str):
-            raise MappingError(f"{cw[:-1]} code must be a string")
-        codes.append(CodeMatch(system, code, prefix))
-    if not codes:
-        raise MappingError(f"{w}codes is empty")
-    unitless = f.get("unitless_codes", [])
-    if not isinstance(unitless, list) or not all(isinstance(u, str) for u in unitless):
-        raise MappingError(f"{w}unitless_codes must be a list of UCUM codes")
-    fallback = f.get("when_none_in_window")
-    if fallback is not None:
-        if select != "sum" or not isinstance(fallback, dict):
-            raise MappingError(f"{w}when_none_in_window is only for select sum")
-        fv, fu = fallback.get("value"), fallback.get("unit")
-        if not isinstance(fv, int | float) or not isinstance(fu, str):
-            raise MappingError(f"{w}when_none_in_window needs value and unit")
-        qty = specs.INPUT_RULES[name].quantity
-        if qty is None or unit_rule(qty, fu) is None:
-            raise MappingError(f"{w}when_none_in_window.unit {fu!r} is not a unit of {name}")
-    return FeatureMapping(
-        input=name,
-        label=_req(f, "label", str, w),
-        prefetch=key,
-        resource=resource,
-        codes=tuple(codes),
-        value=value,
-        select=select,
-        window_hours=float(window) if window is not None else None,
-        unitless_codes=tuple(unitless),
-        when_none_in_window=dict(fallback) if fallback is not None else None,
-    )
-
-
-def load_mappings(directory: Path | None = None) -> dict[str, ServiceMapping]:
-    """Every *.json mapping in directory (or the shipped defaults), keyed by CDS service id."""
-    docs: list[tuple[str, str]] = []
-    if directory is None:
-        pkg = resources.files("service.cds_mappings")
-        for entry in sorted(pkg.iterdir(), key=lambda e: e.name):
-            if entry.name.endswith(".json"):
-                docs.append((f"service/cds_mappings/{entry.name}", entry.read_text("utf-8")))
-    else:
-        if not directory.is_dir():
-            raise MappingError(f"FHIR mapping directory {directory} does not exist")
-        for path in sorted(directory.glob("*.json")):
-            docs.append((str(path), path.read_text("utf-8")))
-    out: dict[str, ServiceMapping] = {}
-    for source, text in docs:
-        try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            raise MappingError(f"{source}: not valid JSON: {exc}") from exc
-        mapping = parse_mapping(doc, source)
-        if mapping.id in out:
-            raise MappingError(
-                f"{source}: service id {mapping.id} is also in {out[mapping.id].source}"
-            )
-        out[mapping.id] = mapping
-    return out
-
-
-# --------------------------------------------------------------------------- extraction
 
 
 @dataclass(frozen=True)
@@ -345,88 +105,6 @@ class _Skipped:
 class _Candidate:
     source: Source
     canonical: float | None = None
-
-
-def parse_fhir_datetime(raw: Any) -> datetime | None:
-    """FHIR dateTime/instant -> aware datetime; None when only a date (no time of day) is given.
-
-    Raises ValueError when the string is not a FHIR dateTime at all.
-    """
-    if not isinstance(raw, str):
-        raise ValueError("not a string")
-    if "T" not in raw:
-        # year, year-month or date: valid FHIR but too coarse for an hour window
-        if len(raw) == 10:
-            date.fromisoformat(raw)
-        elif len(raw) not in (4, 7) or not raw[:4].isdigit():
-            raise ValueError("not a FHIR dateTime")
-        return None
-    value = datetime.fromisoformat(raw)
-    if value.tzinfo is None:
-        raise ValueError("a dateTime with a time of day must carry a time zone")
-    return value.astimezone(UTC)
-
-
-def _effective(
-    resource: Mapping[str, Any], path: str, errors: list[FieldError]
-) -> tuple[bool, datetime | None]:
-    """(present, time). Reads effectiveDateTime, effectiveInstant or effectivePeriod (end, else start)."""
-    for key in ("effectiveDateTime", "effectiveInstant"):
-        if key in resource:
-            try:
-                return True, parse_fhir_datetime(resource[key])
-            except ValueError as exc:
-                errors.append(
-                    FieldError(f"{path}.{key}", f"not a FHIR dateTime: {exc}", "datetime")
-                )
-                return True, None
-    period = resource.get("effectivePeriod")
-    if isinstance(period, dict):
-        for key in ("end", "start"):
-            if key in period:
-                try:
-                    return True, parse_fhir_datetime(period[key])
-                except ValueError as exc:
-                    errors.append(
-                        FieldError(
-                            f"{path}.effectivePeriod.{key}",
-                            f"not a FHIR dateTime: {exc}",
-                            "datetime",
-                        )
-                    )
-                    return True, None
-    return False, None
-
-
-def _codings(concept: Any) -> list[tuple[Any, Any, Any]]:
-    if not isinstance(concept, dict):
-        return []
-    codings = concept.get("coding")
-    if not isinstance(codings, list):
-        return []
-    return [
-        (c.get("system"), c.get("code"), c.get("display")) for c in codings if isinstance(c, dict)
-    ]
-
-
-def _matches(fm: FeatureMapping, concept: Any) -> str | None:
-    for system, code, display in _codings(concept):
-        if any(m.matches(system, code) for m in fm.codes):
-            return str(display or code)
-    return None
-
-
-def _is_number(v: Any) -> bool:
-    if not isinstance(v, int | float) or isinstance(v, bool):
-        return False
-    try:
-        return math.isfinite(v)
-    except OverflowError:  # an integer literal too large for a float
-        return False
-
-
-def _fmt(v: float) -> str:
-    return f"{v:g}"
 
 
 class _Extractor:
@@ -540,13 +218,13 @@ class _Extractor:
         self, fm: FeatureMapping, path: str, res: Mapping[str, Any]
     ) -> tuple[Source | None, str | None]:
         """Read value[x]; returns (source, skip reason). Malformed values are recorded as errors."""
-        present, when = _effective(res, path, self.errors)
+        present, when = effective_time(res, path, self.errors)
         if not present:
             return None, "without an effective time"
         if when is None:
             return None, "with a date but no time of day"
         if fm.window_hours is not None and when < self.now - timedelta(hours=fm.window_hours):
-            return None, f"older than {_fmt(fm.window_hours)} h"
+            return None, f"older than {fmt(fm.window_hours)} h"
         if when > self.now + FUTURE_TOLERANCE:
             return None, "dated in the future"
         if "valueQuantity" in res:
@@ -557,7 +235,7 @@ class _Extractor:
                 return None, None
             raw: Any = vq.get("value")
             code, system = vq.get("code"), vq.get("system")
-            if not _is_number(raw):
+            if not is_number(raw):
                 self.errors.append(FieldError(f"{vpath}.value", "must be a finite number", "type"))
                 return None, None
             value = float(raw)
@@ -565,7 +243,7 @@ class _Extractor:
                 self.errors.append(
                     FieldError(
                         f"{vpath}.comparator",
-                        f"a censored value ({vq['comparator']}{_fmt(value)}) cannot be used "
+                        f"a censored value ({vq['comparator']}{fmt(value)}) cannot be used "
                         f"as {fm.label}",
                         "comparator",
                     )
@@ -593,7 +271,7 @@ class _Extractor:
                         )
                     )
                     return None, None
-                return Source(path, vpath, when, value, code, f"{_fmt(value)} {code}"), None
+                return Source(path, vpath, when, value, code, f"{fmt(value)} {code}"), None
             if code is not None and code not in fm.unitless_codes:
                 self.errors.append(
                     FieldError(
@@ -604,10 +282,10 @@ class _Extractor:
                     )
                 )
                 return None, None
-            return Source(path, vpath, when, value, None, _fmt(value)), None
+            return Source(path, vpath, when, value, None, fmt(value)), None
         if "valueInteger" in res and fm.value in ("number", "integer"):
             integer = res["valueInteger"]
-            if not isinstance(integer, int) or isinstance(integer, bool) or not _is_number(integer):
+            if not isinstance(integer, int) or isinstance(integer, bool) or not is_number(integer):
                 self.errors.append(FieldError(f"{path}.valueInteger", "must be an integer", "type"))
                 return None, None
             vpath = f"{path}.valueInteger"
@@ -634,7 +312,7 @@ class _Extractor:
         skipped = _Skipped()
         candidates: list[_Candidate] = []
         for path, res in entries:
-            if res["resourceType"] != "Observation" or _matches(fm, res.get("code")) is None:
+            if res["resourceType"] != "Observation" or matches(fm, res.get("code")) is None:
                 continue
             status = res.get("status")
             if status not in ACCEPTED_OBSERVATION_STATUS:
@@ -658,7 +336,7 @@ class _Extractor:
             elif fm.value != "quantity":
                 cand.canonical = source.value
             candidates.append(cand)
-        window = f"within {_fmt(fm.window_hours)} h" if fm.window_hours else ""
+        window = f"within {fmt(fm.window_hours)} h" if fm.window_hours else ""
         codes = ", ".join(m.describe() for m in fm.codes)
         if fm.select in ("min", "max", "sum") and not complete:
             self.missing.append(
@@ -748,10 +426,10 @@ class _Extractor:
         for path, res in entries:
             if res["resourceType"] != "Condition":
                 continue
-            display = _matches(fm, res.get("code"))
+            display = matches(fm, res.get("code"))
             if display is None:
                 continue
-            verification = [c for _, c, _ in _codings(res.get("verificationStatus"))]
+            verification = [c for _, c, _ in codings(res.get("verificationStatus"))]
             if any(v in REFUTED_CONDITION for v in verification):
                 continue
             onset = None

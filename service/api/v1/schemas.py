@@ -12,8 +12,6 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from service.errors import FieldError
-
 REFERENCE = validate.Length(min=1, max=256)
 
 
@@ -150,51 +148,3 @@ PATIENT_SCHEMAS: dict[str, Schema] = {k: _patient_schema(v)() for k, v in INPUT_
 BATCH_SCHEMAS: dict[str, Schema] = {
     k: _batch_schema(_patient_schema(v))() for k, v in INPUT_SCHEMAS.items()
 }
-
-_RULES = {
-    "Missing data for required field.": ("required", "a value for this field"),
-    "Unknown field.": ("unknown_field", "only the fields openapi.yaml lists for this object"),
-    "Field may not be null.": ("not_null", "a value other than null"),
-    "Not a valid number.": ("type", "a JSON number"),
-    "Not a valid integer.": ("type", "a JSON integer"),
-    "Not a valid boolean.": ("type", "true or false"),
-    "Not a valid string.": ("type", "a JSON string"),
-    "Not a valid list.": ("type", "a JSON array"),
-    "Invalid input type.": ("type", "a JSON object"),
-    "Special numeric values (nan or infinity) are not permitted.": ("finite", "a finite number"),
-    "Shorter than minimum length 1.": ("length", "at least 1 item"),
-    "Must be one of: base, bitartrate.": ("one_of", "base, bitartrate"),
-}
-
-
-def _rule(message: str) -> tuple[str, str | None]:
-    if message in _RULES:
-        return _RULES[message]
-    if message.startswith("give "):
-        return "one_of_required", None
-    if message.startswith("Length must be between") or message.startswith("Longer than"):
-        return "length", "1 to 256 characters" if "256" in message else None
-    return "invalid", None
-
-
-def flatten_errors(messages: Any, prefix: str = "") -> list[FieldError]:
-    """marshmallow's nested error dict -> FieldErrors with dotted paths."""
-    out: list[FieldError] = []
-    if isinstance(messages, dict):
-        for key, value in messages.items():
-            if key == "_schema":
-                path = prefix
-            else:
-                path = f"{prefix}.{key}" if prefix else str(key)
-            out.extend(flatten_errors(value, path))
-    elif isinstance(messages, list):
-        for item in messages:
-            if isinstance(item, dict | list):
-                out.extend(flatten_errors(item, prefix))
-            else:
-                rule, allowed = _rule(str(item))
-                out.append(FieldError(prefix, str(item), rule, allowed))
-    else:
-        rule, allowed = _rule(str(messages))
-        out.append(FieldError(prefix, str(messages), rule, allowed))
-    return out

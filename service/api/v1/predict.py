@@ -14,10 +14,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.api.body import read_json, requested_version
 from service.api.deps import Deps
-from service.api.errors import with_field_error
-from service.api.fastload import fast_load
+from service.api.errors import flatten_errors, with_field_error
 from service.api.responses import json_response
-from service.api.schemas import BATCH_SCHEMAS, PATIENT_SCHEMAS, flatten_errors
+from service.api.v1.fastload import fast_load
+from service.api.v1.schemas import BATCH_SCHEMAS, PATIENT_SCHEMAS
 from service.core.columns import ColumnScores, score_patients
 from service.core.inputs import resolve
 from service.core.manifest import RiskBand
@@ -132,7 +132,7 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
 
     def load(schema_name: str, name: str, payload: Any, batch: bool) -> dict[str, Any]:
         # A fully valid body takes the plain-check path; anything else goes to marshmallow,
-        # which words every error (see service/api/fastload.py).
+        # which words every error (see service/api/v1/fastload.py).
         fast = fast_load(schema_name, payload, batch)
         if fast is not None:
             return fast

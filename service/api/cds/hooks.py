@@ -1,0 +1,135 @@
+"""CDS Hooks 2.0 endpoints (https://cds-hooks.hl7.org/2.0/): discovery, service calls, feedback.
+
+    GET     /cds-services                       discovery: one patient-view service per model
+    POST    /cds-services/<service_id>          prefetch -> FHIR mapping -> predict -> cards
+    POST    /cds-services/<service_id>/feedback card outcomes, counted (nothing stored)
+    OPTIONS on all three                        CORS preflight
+
+Services come from the FHIR mapping files, which create_app loads (core.fhir.load_mappings) and
+offers only when their model is in the registry. Failures are never `cards: []`: missing data is
+412, a bad resource or request 400, an unknown service 404, a refused token 401, an unready model
+503, all in the service's one problem+json shape. This service never calls the EHR's FHIR server, even when
+the request carries fhirServer and fhirAuthorization (the access token is neither used nor logged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, g, request
+
+from service.api.body import read_json
+from service.api.cds.schemas import CDS_REQUEST, FEEDBACK, load
+from service.api.deps import Deps
+from service.api.responses import json_response
+from service.core.cds import assess, cards
+from service.core.fhir import ServiceMapping
+from service.errors import FieldError, MalformedRequest, UnknownCdsService
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type, Authorization",
+    "Access-Control-Expose-Headers": "X-Request-ID",
+    "Access-Control-Max-Age": "600",
+}
+"""No Access-Control-Allow-Credentials: browsers refuse it together with origin *."""
+
+
+def discovery_entry(m: ServiceMapping) -> dict[str, Any]:
+    return {
+        "hook": m.hook,
+        "title": m.title,
+        "description": m.description,
+        "id": m.id,
+        "prefetch": dict(m.prefetch),
+    }
+
+
+def create_cds_blueprint(
+    deps: Deps,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Blueprint:
+    settings, registry, metrics = deps.settings, deps.registry, deps.metrics
+    services, verifier = deps.cds_services, deps.cds_verifier
+
+    bp = Blueprint("cds_hooks", __name__)
+
+    def base_url() -> str:
+        return (settings.public_base_url or request.host_url).rstrip("/")
+
+    @bp.before_request
+    def _authenticate() -> None:
+        if request.method == "OPTIONS" or verifier is None:
+            return
+        audience = (
+            settings.public_base_url.rstrip("/") + request.path
+            if settings.public_base_url
+            else request.url
+        )
+        verifier.verify(request.headers.get("Authorization"), audience)
+
+    @bp.after_request
+    def _cors(response: Response) -> Response:
+        response.headers.update(CORS_HEADERS)
+        if response.status_code == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
+
+    def service_for(service_id: str) -> ServiceMapping:
+        service = services.get(service_id)
+        if service is None:
+            raise UnknownCdsService(
+                f"no CDS service {service_id!r}; services: {sorted(services)}",
+                [
+                    FieldError(
+                        "service_id",
+                        "unknown CDS service id",
+                        "unknown",
+                        ", ".join(sorted(services)),
+                    )
+                ],
+            )
+        return service
+
+    @bp.route("/cds-services", methods=["OPTIONS"], provide_automatic_options=False)
+    @bp.route("/cds-services/<service_id>", methods=["OPTIONS"], provide_automatic_options=False)
+    @bp.route(
+        "/cds-services/<service_id>/feedback", methods=["OPTIONS"], provide_automatic_options=False
+    )
+    def preflight(service_id: str | None = None) -> Response:
+        """CORS preflight: answered for any path under /cds-services, without a token."""
+        return Response(status=204)
+
+    @bp.get("/cds-services", provide_automatic_options=False)
+    def discovery() -> Response:
+        return json_response({"services": [discovery_entry(m) for m in services.values()]})
+
+    @bp.post("/cds-services/<service_id>", provide_automatic_options=False)
+    def call(service_id: str) -> Response:
+        service = service_for(service_id)
+        g.model = service.model
+        data = load(CDS_REQUEST, read_json(request))
+        if data["hook"] != service.hook:
+            raise MalformedRequest(
+                f"service {service.id} answers the {service.hook} hook",
+                [FieldError("hook", f"got {data['hook']!r}", "hook", service.hook)],
+            )
+        model = registry.get(service.model)
+        assessment = assess(service, model, data.get("prefetch"), clock(), settings.ffp_ml_per_unit)
+        p = assessment.prediction
+        metrics.observe_prediction(model.name, model.version, p.band.name, p.probability)
+        card_url = f"{base_url()}/v1/models/{model.name}/card?version={model.version}"
+        return json_response({"cards": cards(assessment, card_url)})
+
+    @bp.post("/cds-services/<service_id>/feedback", provide_automatic_options=False)
+    def feedback(service_id: str) -> Response:
+        service = service_for(service_id)
+        data = load(FEEDBACK, read_json(request))
+        for item in data["feedback"]:
+            metrics.cds_feedback.labels(service=service.id, outcome=item["outcome"]).inc()
+        return Response(status=200)
+
+    return bp

@@ -1,0 +1,1 @@
+"""The JSON API (/v1): models, predict (single and batch), its schemas and their fast path."""
