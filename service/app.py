@@ -24,6 +24,8 @@ from service.api.errors import register_error_handlers
 from service.config import Settings, load_settings
 from service.core.fhir import ServiceMapping, load_mappings
 from service.core.registry import Registry
+from service.core.scoring import Scoring
+from service.core.units import UnitTable
 from service.logs import AccessLog, configure_logging
 from service.telemetry import create_metrics
 
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         settings=settings,
         registry=registry,
         metrics=metrics,
+        scoring=Scoring(UnitTable(settings.ffp_ml_per_unit)),
         cds_services=_cds_services(load_mappings(settings.fhir_mapping_dir), registry),
         cds_verifier=_cds_verifier(settings),
     )

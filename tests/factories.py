@@ -40,24 +40,39 @@ BANDS = {
 }
 
 
-def fit_tiny(kind: str, seed: int = 0, n: int = 400) -> tuple[Any, np.ndarray]:
+def fit_tiny(
+    kind: str,
+    seed: int = 0,
+    n: int = 400,
+    columns: list[tuple[float, float, float, float]] | None = None,
+    weights: list[float] | None = None,
+) -> tuple[Any, np.ndarray]:
     rng = np.random.default_rng(seed)
-    cols = [np.clip(rng.normal(m, s, n), lo, hi) for m, s, lo, hi in _COLUMNS[kind]]
+    columns = columns or _COLUMNS[kind]
+    cols = [np.clip(rng.normal(m, s, n), lo, hi) for m, s, lo, hi in columns]
     if kind == "ich":
         cols[1] = (rng.random(n) < 0.2).astype(float)
     x = np.column_stack(cols)
-    z = (x - x.mean(axis=0)) @ np.array(_TRUE_WEIGHTS[kind])
+    z = (x - x.mean(axis=0)) @ np.array(weights or _TRUE_WEIGHTS[kind])
     y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(int)
     return fit(x, y, MODEL_KINDS[kind].feature_names), x
 
 
 def write_model(
-    root: Path, kind: str, version: str = "1.0.0", name: str | None = None, seed: int = 0
+    root: Path,
+    kind: str,
+    version: str = "1.0.0",
+    name: str | None = None,
+    seed: int = 0,
+    columns: list[tuple[float, float, float, float]] | None = None,
+    weights: list[float] | None = None,
+    bands: list[tuple[str, float, float, str]] | None = None,
 ) -> Path:
-    """Fit a tiny model and write it to root/<name>/<version>/ with its manifest and a card."""
+    """Fit a tiny model and write it to root/<name>/<version>/ with its manifest and a card.
+    columns, weights and bands (default: this module's tables) let a test kind bring its own."""
     name = name or kind
     spec = MODEL_KINDS[kind]
-    pipeline, x = fit_tiny(kind, seed)
+    pipeline, x = fit_tiny(kind, seed, columns=columns, weights=weights)
     out = root / name / version
     out.mkdir(parents=True, exist_ok=True)
     artifact = out / "model.joblib"
@@ -95,7 +110,7 @@ def write_model(
         ],
         "risk_bands": [
             {"name": b, "lower": lo, "upper": hi, "cds_indicator": ind, "description": f"{b} band"}
-            for b, lo, hi, ind in BANDS[kind]
+            for b, lo, hi, ind in bands or BANDS[kind]
         ],
         "metrics": {},
         "self_tests": [

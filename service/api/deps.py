@@ -9,6 +9,7 @@ from service.api.cds.auth import CdsTokenVerifier
 from service.config import Settings
 from service.core.fhir import ServiceMapping
 from service.core.registry import Registry
+from service.core.scoring import Scoring
 from service.telemetry import Metrics
 
 
@@ -17,6 +18,8 @@ class Deps:
     settings: Settings
     registry: Registry
     metrics: Metrics
+    scoring: Scoring
+    """The one scoring entry point, with the site's unit table bound."""
     cds_services: Mapping[str, ServiceMapping]
     """CDS Hooks services by id: the mapping files whose model the registry knows."""
     cds_verifier: CdsTokenVerifier | None

@@ -1,6 +1,6 @@
 """CDS Hooks: prefetch -> prediction -> cards (CDS Hooks 2.0 "CDS Service Response").
 
-assess() runs a service's FHIR mapping, then the same resolve() and predict() as the JSON API, so
+assess() runs a service's FHIR mapping, then the same scoring (core.scoring) as the JSON API, so
 a card's probability equals the JSON API's for the same patient. cards() turns the Prediction into
 card dicts: summary < 140 characters with probability and risk band, indicator from the model's
 manifest (risk_bands[].cds_indicator), Markdown detail with the contributing factors, their values,
@@ -17,9 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from service.core.fhir import ExtractedInput, Extraction, ServiceMapping, extract
-from service.core.inputs import resolve
-from service.core.predictor import Prediction, predict
+from service.core.kinds.base import FeatureSpec, ModelKind
+from service.core.predictor import Prediction
 from service.core.registry import LoadedModel
+from service.core.scoring import Scoring
 from service.errors import InvalidClinicalData, InvalidInput
 
 SUMMARY_MAX = 139
@@ -35,17 +36,6 @@ OVERRIDE_REASONS: tuple[tuple[str, str], ...] = (
 EXTENSION_KEY = "ecmo-risk-service"
 """Card.extension member (CDS Hooks 2.0 "Extensions") with the exact probability and band."""
 
-FEATURE_INPUTS: dict[str, tuple[str, ...]] = {
-    "vrr": ("vis_0h", "vis_24h"),
-    "ffp_volume_ml": ("ffp_volume",),
-}
-"""Model feature -> the inputs it is computed from (default: the input of the same name)."""
-
-OUTCOME_PHRASE = {
-    "weaning": "successful weaning from VA-ECMO",
-    "ich": "intracranial hemorrhage",
-}
-
 
 @dataclass(frozen=True)
 class Assessment:
@@ -59,18 +49,22 @@ def assess(
     model: LoadedModel,
     prefetch: dict[str, Any] | None,
     now: datetime,
-    ffp_ml_per_unit: float | None = None,
+    scoring: Scoring,
 ) -> Assessment:
-    """Prefetch -> inputs -> resolve -> predict. Value errors are reported at their FHIR paths."""
-    extraction = extract(mapping, prefetch, now, ffp_ml_per_unit)
+    """Prefetch -> inputs -> scoring.one. Value errors are reported at their FHIR paths."""
+    extraction = extract(mapping, prefetch, now, scoring.units)
     try:
-        resolved = resolve(model.kind, extraction.inputs, ffp_ml_per_unit)
+        prediction = scoring.one(model, extraction.inputs)
     except InvalidInput as exc:
         raise InvalidClinicalData(
             f"{len(exc.errors)} prefetched value(s) are not acceptable",
             [extraction.locate(e) for e in exc.errors],
         ) from exc
-    return Assessment(mapping, extraction, predict(model, resolved))
+    return Assessment(mapping, extraction, prediction)
+
+
+def _outcome(kind: ModelKind) -> str:
+    return kind.outcome_phrase or kind.outcome
 
 
 def _pct(p: float) -> str:
@@ -82,8 +76,7 @@ def _pct(p: float) -> str:
     return f"{pct:.0f}%"
 
 
-def summary(kind: str, title: str, p: float, band: str) -> str:
-    outcome = OUTCOME_PHRASE.get(kind, kind)
+def summary(outcome: str, title: str, p: float, band: str) -> str:
     text = f"{title}: {_pct(p)} predicted probability of {outcome} ({band} band)"
     if len(text) > SUMMARY_MAX:
         text = f"{_pct(p)} predicted probability of {outcome} ({band})"
@@ -109,10 +102,10 @@ def _observed(item: ExtractedInput) -> str:
     return f"{item.select} of {len(item.sources)} observations, {span}"
 
 
-def _value(value: float, unit: str, feature: str) -> str:
-    if unit == "yes/no":
+def _value(value: float, feature: FeatureSpec) -> str:
+    if feature.type == "boolean":
         return "yes" if value >= 0.5 else "no"
-    if feature == "apache_ii":
+    if feature.type == "integer":
         return f"{value:.0f}"
     return f"{value:.3g}"
 
@@ -123,9 +116,10 @@ def _md_cell(text: str) -> str:
 
 def detail(a: Assessment) -> str:
     p = a.prediction
+    kind = p.model.kind
+    specs = {f.name: f for f in kind.features}
     lines = [
-        f"**{_pct(p.probability)}** predicted probability of "
-        f"{OUTCOME_PHRASE.get(a.mapping.kind, a.mapping.kind)} "
+        f"**{_pct(p.probability)}** predicted probability of {_outcome(kind)} "
         f"(probability {p.probability:.4f}; risk band **{p.band.name}**: {p.band.description}).",
         "",
         "Contributing factors, largest first (log-odds relative to the derivation cohort's "
@@ -137,13 +131,13 @@ def detail(a: Assessment) -> str:
     for c in p.contributions:
         sources = [
             a.extraction.extracted[i]
-            for i in FEATURE_INPUTS.get(c.feature, (c.feature,))
+            for i in kind.feature_inputs.get(c.feature, (c.feature,))
             if i in a.extraction.extracted
         ]
         observed = "; ".join(f"{s.label}: {_observed(s)}" for s in sources) or "—"
         unit = "" if c.unit == "yes/no" else c.unit
         lines.append(
-            f"| {_md_cell(c.label)} | {_value(c.value, c.unit, c.feature)} | {_md_cell(unit)} | "
+            f"| {_md_cell(c.label)} | {_value(c.value, specs[c.feature])} | {_md_cell(unit)} | "
             f"{c.direction} ({c.log_odds:+.2f}) | {_md_cell(observed)} |"
         )
     if p.warnings:
@@ -173,7 +167,7 @@ def cards(
         ext["warnings"] = sorted({w.code for w in p.warnings})
     card: dict[str, Any] = {
         "uuid": make_uuid(),
-        "summary": summary(a.mapping.kind, a.mapping.title, p.probability, p.band.name),
+        "summary": summary(_outcome(p.model.kind), a.mapping.title, p.probability, p.band.name),
         "indicator": p.band.cds_indicator,
         "detail": detail(a),
         "source": {"label": f"{p.model.name} model {p.model.version}", "url": card_url},

@@ -6,8 +6,8 @@ and would raise no warning (no value outside its usual range, no winsorised VRR,
 the derivation cohort's range) and gives them the same numbers with numpy; every other row is left
 for the per-patient path. Two ways in: `score_columns` for the Open Inference Protocol (one unit
 per tensor) and `score_patients` for the JSON batch (validated input mappings, a unit per
-patient). Bounds and unit factors come from the same tables (core.specs,
-core.units), so there is one set of clinical rules.
+patient). Bounds, unit factors and the column form come from the kind (core.kinds) and the unit
+table (core.units), so there is one set of clinical rules.
 """
 
 from __future__ import annotations
@@ -19,16 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from service.core import specs
+from service.core.kinds.base import ModelKind
 from service.core.linear import expit
 from service.core.registry import LoadedModel
-from service.core.specs import BoolArray, FloatArray, InputRule
-from service.core.units import unit_rule
-
-COLUMN_INPUTS: dict[str, tuple[str, ...]] = {
-    "weaning": ("apache_ii", "vis_0h", "vis_24h", "lactate_24h"),
-    "ich": ("gwr", "stroke_history", "ffp_volume", "min_platelets"),
-}
+from service.core.rules import BoolArray, FloatArray, InputRule
+from service.core.units import DEFAULT_UNITS, UnitTable
 
 
 @dataclass(frozen=True)
@@ -48,55 +43,47 @@ class ColumnScores:
     GWR is given directly, the only form a plain row has)."""
 
 
-def _factor(rule: InputRule, unit: str | None, ffp_ml_per_unit: float | None) -> float | None:
+def _factor(rule: InputRule, unit: str | None, units: UnitTable) -> float | None:
     """The canonical-unit factor, or None when the unit needs the per-patient path."""
     assert rule.quantity is not None  # a programming error, not an input check
-    conv = unit_rule(rule.quantity, unit or "", ffp_ml_per_unit)
+    conv = units.rule(rule.quantity, unit or "")
     if conv is None or conv.per_weight:
         return None
     return conv.factor
 
 
-def _usual(rule: InputRule, values: FloatArray) -> BoolArray:
-    """Inside the hard bounds and the usual range: no error, no warning."""
-    within: BoolArray = rule.hard.contains_all(values) & rule.soft.contains_all(values)
-    return within
+def _quantities(kind: ModelKind) -> tuple[str, ...]:
+    """The column inputs that carry a unit ({"value", "unit"} in the JSON API)."""
+    return tuple(n for n in kind.column_form if kind.input(n).type == "quantity")
 
 
 def score_columns(
     model: LoadedModel,
     columns: Mapping[str, FloatArray],
     units: Mapping[str, str | None],
-    ffp_ml_per_unit: float | None = None,
+    unit_table: UnitTable = DEFAULT_UNITS,
 ) -> ColumnScores | None:
     """Score every plain row; None when a column's unit needs the per-patient path for all rows."""
     canonical = dict(columns)
-    for name in QUANTITIES[model.kind.name]:
-        factor = _factor(specs.INPUT_RULES[name], units.get(name), ffp_ml_per_unit)
+    for name in _quantities(model.kind):
+        factor = _factor(model.kind.rule(name), units.get(name), unit_table)
         if factor is None:
             return None
         canonical[name] = columns[name] * factor
     return score_canonical(model, canonical)
 
 
-QUANTITIES: dict[str, tuple[str, ...]] = {
-    "weaning": ("lactate_24h",),
-    "ich": ("ffp_volume", "min_platelets"),
-}
-"""The column inputs that carry a unit ({"value", "unit"} in the JSON API)."""
-
-
 def score_patients(
-    model: LoadedModel, patients: Sequence[Mapping[str, Any]], ffp_ml_per_unit: float | None = None
+    model: LoadedModel, patients: Sequence[Mapping[str, Any]], units: UnitTable = DEFAULT_UNITS
 ) -> ColumnScores:
     """Score validated JSON-API input mappings (as the request schema loads them). A patient
     given in another form (infusion rates, body weight, grey/white HU) or in a unit the column
     path cannot convert is not plain: the per-patient path takes it."""
-    kind = model.kind.name
-    names = COLUMN_INPUTS[kind]
+    kind = model.kind
+    names = kind.column_form
     expected = frozenset(names)
-    quantities = QUANTITIES[kind]
-    rules = {name: specs.INPUT_RULES[name] for name in quantities}
+    quantities = _quantities(kind)
+    rules = {name: kind.rule(name) for name in quantities}
     fields = [(name, name in quantities) for name in names]
     # unit -> canonical factor (None: not convertible here), per quantity, filled as met.
     factors: dict[str, dict[str, float | None]] = {name: {} for name in quantities}
@@ -111,7 +98,7 @@ def score_patients(
             quantities_given = [inputs[name] for inputs in patients]
             known = factors[name]
             for unit in {q["unit"] for q in quantities_given}:
-                known[unit] = _factor(rules[name], unit, ffp_ml_per_unit)
+                known[unit] = _factor(rules[name], unit, units)
             values = np.asarray([q["value"] for q in quantities_given], np.float64)
             if len(known) == 1:
                 (factor,) = known.values()
@@ -137,7 +124,7 @@ def score_patients(
             unit = value["unit"]
             known = factors[name]
             if unit not in known:
-                known[unit] = _factor(rules[name], unit, ffp_ml_per_unit)
+                known[unit] = _factor(rules[name], unit, units)
             factor = known[unit]
             # value * factor, as core.inputs converts (NaN: not plain).
             row.append(value["value"] * factor if factor is not None else math.nan)
@@ -147,32 +134,10 @@ def score_patients(
 
 
 def score_canonical(model: LoadedModel, columns: Mapping[str, FloatArray]) -> ColumnScores:
-    """Score columns already in canonical units (COLUMN_INPUTS); NaN marks a row as not plain."""
-    rules = specs.INPUT_RULES
-    if model.kind.name == "weaning":
-        apache, vis0, vis24 = columns["apache_ii"], columns["vis_0h"], columns["vis_24h"]
-        lactate = columns["lactate_24h"]
-        plain = (
-            _usual(rules["apache_ii"], apache)
-            & (apache == np.floor(apache))
-            & _usual(specs.VIS_RULE, vis0)
-            & _usual(specs.VIS_RULE, vis24)
-            & _usual(specs.LACTATE_RULE, lactate)
-            & (vis0 > 0)
-        )
-        vrr = (vis0 - vis24) / np.where(vis0 > 0, vis0, 1.0)
-        plain &= (vrr >= -1.0) & (vrr <= 1.0)  # beyond: winsorised, with a warning
-        x = np.column_stack([vrr, apache, vis24, lactate])
-        derived = {"vis_0h": vis0, "vis_24h": vis24, "vrr": vrr}
-    else:
-        gwr, ffp, platelets = columns["gwr"], columns["ffp_volume"], columns["min_platelets"]
-        plain = (
-            _usual(rules["gwr"], gwr)
-            & _usual(rules["ffp_volume"], ffp)
-            & _usual(rules["min_platelets"], platelets)
-        )
-        x = np.column_stack([gwr, columns["stroke_history"], ffp, platelets])
-        derived = {}
+    """Score columns already in canonical units (the kind's column form); NaN marks a row as not
+    plain."""
+    assert model.kind.score_columns is not None, f"kind {model.kind.name} has no column path"
+    plain, x, derived = model.kind.score_columns(columns)
     for j, feature in enumerate(model.manifest.features):
         low, high = feature.derivation_range
         plain &= (x[:, j] >= low) & (x[:, j] <= high)  # beyond: an extrapolation warning

@@ -67,15 +67,43 @@ FFP_UNIT_CODES = ("{unit}", "[iU]", "unit", "units")
 """FFP given in bags: accepted only when ECMO_FFP_ML_PER_UNIT is configured."""
 
 
-def accepted_units(quantity: str, ffp_ml_per_unit: float | None = None) -> list[str]:
-    units = list(UNITS[quantity][1])
-    if quantity == "ffp_volume" and ffp_ml_per_unit:
-        units.extend(FFP_UNIT_CODES)
-    return units
+@dataclass(frozen=True)
+class UnitTable:
+    """The unit whitelist with the site's settings bound (create_app builds one from Settings).
+
+    ffp_ml_per_unit: mL per bag of fresh frozen plasma (ECMO_FFP_ML_PER_UNIT); without it, FFP
+    given in units is refused.
+    """
+
+    ffp_ml_per_unit: float | None = None
+
+    def accepted(self, quantity: str) -> list[str]:
+        units = list(UNITS[quantity][1])
+        if quantity == "ffp_volume" and self.ffp_ml_per_unit:
+            units.extend(FFP_UNIT_CODES)
+        return units
+
+    def rule(self, quantity: str, unit: str) -> UnitRule | None:
+        rule = UNITS[quantity][1].get(unit)
+        if (
+            rule is None
+            and quantity == "ffp_volume"
+            and self.ffp_ml_per_unit
+            and unit in FFP_UNIT_CODES
+        ):
+            return UnitRule(self.ffp_ml_per_unit)
+        return rule
+
+    def hint(self, quantity: str) -> str:
+        """Why a unit may be missing from accepted() on this site ("" when nothing to say)."""
+        if quantity == "ffp_volume" and not self.ffp_ml_per_unit:
+            return " (FFP in units needs ECMO_FFP_ML_PER_UNIT configured)"
+        return ""
+
+    def per_patient_free(self, quantity: str) -> list[str]:
+        """The accepted units that need no body weight to convert."""
+        return [u for u, r in UNITS[quantity][1].items() if not r.per_weight]
 
 
-def unit_rule(quantity: str, unit: str, ffp_ml_per_unit: float | None = None) -> UnitRule | None:
-    rule = UNITS[quantity][1].get(unit)
-    if rule is None and quantity == "ffp_volume" and ffp_ml_per_unit and unit in FFP_UNIT_CODES:
-        return UnitRule(ffp_ml_per_unit)
-    return rule
+DEFAULT_UNITS = UnitTable()
+"""No site settings: what training and the mapping-file checks use."""

@@ -13,7 +13,8 @@ from marshmallow import ValidationError
 
 from bench import bodies
 from service.api.v1.fastload import fast_load
-from service.api.v1.schemas import BATCH_SCHEMAS, PATIENT_SCHEMAS
+from service.api.v1.schemas import batch_schema, patient_schema
+from service.core.kinds import MODEL_KINDS
 
 WRONG = st.one_of(
     st.none(),
@@ -184,7 +185,7 @@ def schema_load(schema: Any, payload: Any) -> Any:
 def check(kind: str, payload: Any, batch: bool) -> None:
     fast = fast_load(kind, payload, batch)
     if fast is not None:
-        schema = (BATCH_SCHEMAS if batch else PATIENT_SCHEMAS)[kind]
+        schema = (batch_schema if batch else patient_schema)(MODEL_KINDS[kind])
         assert typed(fast) == typed(schema_load(schema, payload))
 
 
@@ -270,5 +271,5 @@ def test_valid_bodies_take_the_fast_path_with_the_schemas_result():
     for kind, payload, batch in cases:
         fast = fast_load(kind, payload, batch)
         assert fast is not None, payload
-        schema = (BATCH_SCHEMAS if batch else PATIENT_SCHEMAS)[kind]
+        schema = (batch_schema if batch else patient_schema)(MODEL_KINDS[kind])
         assert typed(fast) == typed(schema.load(payload))

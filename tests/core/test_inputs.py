@@ -7,6 +7,7 @@ import pytest
 
 from service.core.inputs import resolve
 from service.core.specs import ICH, WEANING
+from service.core.units import UnitTable
 from service.errors import InvalidInput
 from tests.factories import ICH_INPUTS, WEANING_INPUTS
 
@@ -148,7 +149,7 @@ def test_ffp_in_litres_and_bags() -> None:
     assert litres.features[2] == pytest.approx(400)
     bags = {**ICH_INPUTS, "ffp_volume": {"value": 2, "unit": "{unit}"}}
     assert errors_of(ICH, bags) == [("ffp_volume.unit", "unit")]
-    assert resolve(ICH, bags, ffp_ml_per_unit=250).features[2] == pytest.approx(500)
+    assert resolve(ICH, bags, UnitTable(250)).features[2] == pytest.approx(500)
 
 
 def test_stroke_history_is_one_or_zero() -> None:

@@ -118,7 +118,7 @@ def create_cds_blueprint(
                 [FieldError("hook", f"got {data['hook']!r}", "hook", service.hook)],
             )
         model = registry.get(service.model)
-        assessment = assess(service, model, data.get("prefetch"), clock(), settings.ffp_ml_per_unit)
+        assessment = assess(service, model, data.get("prefetch"), clock(), deps.scoring)
         p = assessment.prediction
         metrics.observe_prediction(model.name, model.version, p.band.name, p.probability)
         card_url = f"{base_url()}/v1/models/{model.name}/card?version={model.version}"

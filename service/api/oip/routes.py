@@ -6,9 +6,10 @@ patient per row), in the same canonical names as the JSON API. A quantity that h
 units must say its unit in the input's `parameters.unit` (the same whitelist as the JSON API);
 nothing is assumed. Outputs: probability, log_odds, baseline_log_odds (FP64 [n]), contributions
 (FP64 [n, features]), risk_band and warnings (BYTES [n]; warnings are JSON strings). Rows that pass
-every rule without a warning are scored as numpy columns (core.columns); the others go through
-the same per-patient path as the JSON API, which words every error and warning. Errors keep the service's one
-problem+json shape and add the OIP `error` member, so V2 clients find their message.
+every rule without a warning are scored as numpy columns; the others go through the same
+per-patient path as the JSON API, which words every error and warning (core.scoring). Errors
+keep the service's one problem+json shape and add the OIP `error` member, so V2 clients find
+their message.
 """
 
 from __future__ import annotations
@@ -27,16 +28,12 @@ from service.api.errors import PROBLEM_JSON, flatten_errors, problem
 from service.api.oip.tensors import (
     INFERENCE_REQUEST,
     OUTPUTS,
-    TENSORS,
     tensor_path,
+    tensors,
     tensors_to_columns,
 )
 from service.api.responses import json_response
-from service.core.columns import score_columns
-from service.core.inputs import resolve
-from service.core.predictor import predict
 from service.core.registry import LoadedModel
-from service.core.specs import INPUT_RULES
 from service.errors import FieldError, InvalidInput, ModelNotReady
 
 SERVER_NAME = "ecmo-risk-service"
@@ -45,6 +42,7 @@ SERVER_NAME = "ecmo-risk-service"
 def create_oip_blueprint(deps: Deps) -> Blueprint:
     bp = Blueprint("oip", __name__)
     registry, metrics, settings = deps.registry, deps.metrics, deps.settings
+    scoring = deps.scoring
 
     @bp.after_request
     def _add_error_member(response: Response) -> Response:
@@ -71,12 +69,10 @@ def create_oip_blueprint(deps: Deps) -> Blueprint:
         return problem(503, "not_ready", "Service not ready", detail, ready=False)
 
     def metadata(model: LoadedModel) -> dict[str, Any]:
-        spec = TENSORS[model.kind.name]
         inputs = []
-        for name, (field, needs_unit, datatypes) in spec.items():
-            rule = INPUT_RULES.get(field)
-            label = rule.label if rule else "history of stroke (true/false)"
-            params: dict[str, Any] = {"description": label}
+        for name, (field, needs_unit, datatypes) in tensors(model.kind).items():
+            rule = field.rule
+            params: dict[str, Any] = {"description": field.description}
             if needs_unit and rule:
                 params["unit"] = f"required: {rule.unit} or an accepted alternative"
             inputs.append(
@@ -124,37 +120,31 @@ def create_oip_blueprint(deps: Deps) -> Blueprint:
             raise InvalidInput(
                 "the inference request does not match the protocol", flatten_errors(exc.messages)
             ) from None
-        cols = tensors_to_columns(model.kind.name, req["inputs"], settings.max_batch)
+        cols = tensors_to_columns(model.kind, req["inputs"], settings.max_batch)
         n = cols.n
-        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in cols.values.items()}
-        scores = score_columns(model, arrays, cols.units, settings.ffp_ml_per_unit)
+        batch = scoring.columns(model, cols.values, cols.units, n)
+        scores = batch.columns
         features = [f.name for f in model.manifest.features]
         bands = model.manifest.risk_bands
         if scores is None:
             probability, log_odds = np.zeros(n), np.zeros(n)
             contributions, band = np.zeros((n, len(features))), np.zeros(n, dtype=np.int64)
-            per_patient = list(range(n))
         else:
             probability, log_odds = scores.probability, scores.log_odds
             contributions, band = scores.contributions, scores.band
-            per_patient = np.flatnonzero(~scores.plain).tolist()
-        # Rows with an error or a warning take the per-patient path, which words them.
+        errors = [
+            FieldError(
+                tensor_path(cols.position, i, e.path),
+                f"patient {i}: {e.message}",
+                e.rule,
+                e.allowed,
+            )
+            for i, row_errors in batch.errors.items()
+            for e in row_errors
+        ]
+        # Rows with a warning (or a form the column path does not take) were scored one by one.
         warnings = ["[]"] * n
-        errors: list[FieldError] = []
-        for i in per_patient:
-            try:
-                p = predict(model, resolve(model.kind, cols.patient(i), settings.ffp_ml_per_unit))
-            except InvalidInput as exc:
-                errors.extend(
-                    FieldError(
-                        tensor_path(cols.position, i, e.path),
-                        f"patient {i}: {e.message}",
-                        e.rule,
-                        e.allowed,
-                    )
-                    for e in exc.errors
-                )
-                continue
+        for i, p in batch.predictions.items():
             probability[i], log_odds[i] = p.probability, p.log_odds
             by_feature = {c.feature: c.log_odds for c in p.contributions}
             contributions[i] = [by_feature[f] for f in features]

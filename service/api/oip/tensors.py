@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from marshmallow import RAISE, Schema, fields, validate
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.api.errors import with_field_error
-from service.core.specs import INPUT_RULES
+from service.core.kinds.base import InputField, ModelKind
 from service.errors import FieldError, InvalidInput
 
 DATATYPES = (
@@ -32,21 +32,23 @@ DATATYPES = (
 )
 NUMERIC = DATATYPES[1:12]
 
-# Tensor name -> (JSON API input, needs a unit, datatypes accepted)
-TENSORS: dict[str, dict[str, tuple[str, bool, tuple[str, ...]]]] = {
-    "weaning": {
-        "apache_ii": ("apache_ii", False, NUMERIC),
-        "vis_0h": ("vis_0h", False, NUMERIC),
-        "vis_24h": ("vis_24h", False, NUMERIC),
-        "lactate_24h": ("lactate_24h", True, NUMERIC),
-    },
-    "ich": {
-        "gwr": ("gwr", False, NUMERIC),
-        "stroke_history": ("stroke_history", False, ("BOOL",)),
-        "ffp_volume": ("ffp_volume", True, NUMERIC),
-        "min_platelets": ("min_platelets", True, NUMERIC),
-    },
-}
+
+class TensorSpec(NamedTuple):
+    field: InputField
+    needs_unit: bool
+    datatypes: tuple[str, ...]
+
+
+def tensors(kind: ModelKind) -> dict[str, TensorSpec]:
+    """The kind's input tensors: one per input of its column form, named as the JSON API's."""
+    out: dict[str, TensorSpec] = {}
+    for name in kind.column_form:
+        f = kind.input(name)
+        datatypes = ("BOOL",) if f.type == "boolean" else NUMERIC
+        out[name] = TensorSpec(f, f.type == "quantity", datatypes)
+    return out
+
+
 OUTPUTS = {
     "probability": ("FP64", "predicted probability of the model's outcome"),
     "log_odds": ("FP64", "log-odds = baseline_log_odds + sum of contributions"),
@@ -142,22 +144,13 @@ class Columns:
     position: dict[str, int]
     n: int
 
-    def patient(self, i: int) -> dict[str, Any]:
-        """Row i as the JSON API's inputs mapping (for the per-patient path)."""
-        return {
-            name: {"value": data[i], "unit": self.units[name]}
-            if self.units[name] is not None
-            else data[i]
-            for name, data in self.values.items()
-        }
 
-
-def tensors_to_columns(kind: str, tensors: list[dict[str, Any]], max_batch: int) -> Columns:
+def tensors_to_columns(kind: ModelKind, given: list[dict[str, Any]], max_batch: int) -> Columns:
     """Validate the input tensors (names, datatypes, shapes, elements, units)."""
-    spec = TENSORS[kind]
+    spec = tensors(kind)
     errors: list[FieldError] = []
     columns: dict[str, tuple[int, list[Any], str | None]] = {}
-    for k, t in enumerate(tensors):
+    for k, t in enumerate(given):
         where = f"inputs.{k}"
         name = t["name"]
         if name not in spec:
@@ -222,7 +215,8 @@ def tensors_to_columns(kind: str, tensors: list[dict[str, Any]], max_batch: int)
             continue
         unit = (t.get("parameters") or {}).get("unit")
         if needs_unit and not isinstance(unit, str):
-            rule = INPUT_RULES[spec[name][0]]
+            rule = spec[name].field.rule
+            assert rule is not None  # a quantity has a rule
             errors.append(
                 FieldError(
                     f"{where}.parameters.unit",
@@ -233,7 +227,7 @@ def tensors_to_columns(kind: str, tensors: list[dict[str, Any]], max_batch: int)
             )
             continue
         columns[name] = (k, data, unit if needs_unit else None)
-    missing = [n for n in spec if n not in columns and not any(t["name"] == n for t in tensors)]
+    missing = [n for n in spec if n not in columns and not any(t["name"] == n for t in given)]
     for name in missing:
         errors.append(
             FieldError("inputs", f"input {name!r} is missing", "required", ", ".join(spec))
@@ -261,8 +255,8 @@ def tensors_to_columns(kind: str, tensors: list[dict[str, Any]], max_batch: int)
             "no patients", [FieldError("inputs", "shape [0]", "shape", "at least 1 patient")]
         )
     return Columns(
-        values={spec[name][0]: data for name, (_, data, _) in columns.items()},
-        units={spec[name][0]: unit for name, (_, _, unit) in columns.items()},
+        values={name: data for name, (_, data, _) in columns.items()},
+        units={name: unit for name, (_, _, unit) in columns.items()},
         position={name: k for name, (k, _, _) in columns.items()},
         n=n,
     )

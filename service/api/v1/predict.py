@@ -17,13 +17,13 @@ from service.api.deps import Deps
 from service.api.errors import flatten_errors, with_field_error
 from service.api.responses import json_response
 from service.api.v1.fastload import fast_load
-from service.api.v1.schemas import BATCH_SCHEMAS, PATIENT_SCHEMAS
-from service.core.columns import ColumnScores, score_patients
-from service.core.inputs import resolve
+from service.api.v1.schemas import batch_schema, patient_schema
+from service.core.columns import ColumnScores
+from service.core.kinds.base import ModelKind
 from service.core.manifest import RiskBand
-from service.core.predictor import Prediction, direction_of, predict
+from service.core.predictor import Prediction, direction_of
 from service.core.registry import LoadedModel
-from service.errors import FieldError, InvalidInput, ServiceError
+from service.errors import FieldError, InvalidInput
 
 ECHOED = ("patient_reference", "encounter_reference", "correlation_id")
 _INDEX = re.compile(r"\.\d+(?=\.|$)")
@@ -123,20 +123,23 @@ def model_ref(model: LoadedModel) -> dict[str, str]:
 def create_predict_blueprint(deps: Deps) -> Blueprint:
     bp = Blueprint("predict", __name__)
     registry, metrics, settings = deps.registry, deps.metrics, deps.settings
+    scoring = deps.scoring
+    # Metric labels stay bounded: a model name the registry knows, else "<unknown>".
+    served = frozenset(s.name for s in registry.statuses)
 
     def count_rejections(name: str, errors: list[FieldError]) -> None:
-        known = name if name in PATIENT_SCHEMAS else "<unknown>"
+        known = name if name in served else "<unknown>"
         for e in errors:
             field = _INDEX.sub("", e.path) if e.rule != "unknown_field" else "<unknown>"
             metrics.validation_errors.labels(model=known, field=field or "<body>").inc()
 
-    def load(schema_name: str, name: str, payload: Any, batch: bool) -> dict[str, Any]:
+    def load(kind: ModelKind, name: str, payload: Any, batch: bool) -> dict[str, Any]:
         # A fully valid body takes the plain-check path; anything else goes to marshmallow,
         # which words every error (see service/api/v1/fastload.py).
-        fast = fast_load(schema_name, payload, batch)
+        fast = fast_load(kind.name, payload, batch)
         if fast is not None:
             return fast
-        schema = (BATCH_SCHEMAS if batch else PATIENT_SCHEMAS)[schema_name]
+        schema = batch_schema(kind) if batch else patient_schema(kind)
         try:
             data: dict[str, Any] = schema.load(payload)
         except ValidationError as exc:
@@ -149,11 +152,10 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
 
     def score(model: LoadedModel, inputs: Mapping[str, Any], prefix: str) -> Prediction:
         try:
-            resolved = resolve(model.kind, inputs, settings.ffp_ml_per_unit)
+            return scoring.one(model, inputs)
         except InvalidInput as exc:
             exc.errors = [e.prefixed(prefix) for e in exc.errors]
             raise
-        return predict(model, resolved)
 
     def observe(p: Prediction) -> None:
         m = p.model
@@ -165,7 +167,7 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
         req, ctx = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
         ctx.model = name
         model = registry.get(name, requested_version(req))
-        data = load(model.kind.name, name, read_json(req), batch=False)
+        data = load(model.kind, name, read_json(req), batch=False)
         try:
             p = score(model, data["inputs"], "inputs")
         except InvalidInput as exc:
@@ -196,22 +198,18 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
                     f"1 to {settings.max_batch} patients",
                 ),
             )
-        data = load(model.kind.name, name, payload, batch=True)
+        data = load(model.kind, name, payload, batch=True)
         patients = data["patients"]
-        # Patients that pass every rule without a warning are scored as columns (core.columns);
-        # the others go one by one through the path that words every error and warning.
-        scores = score_patients(model, [p["inputs"] for p in patients], settings.ffp_ml_per_unit)
-        results = column_bodies(model, scores)
-        errors: list[FieldError] = []
-        for i, item in enumerate(results):
-            if item is not None:
-                continue
-            try:
-                p = score(model, patients[i]["inputs"], f"patients.{i}.inputs")
-            except ServiceError as exc:
-                errors.extend(exc.errors)
-                continue
+        # Columns first, then each remaining patient (core.scoring).
+        batch = scoring.patients(model, [p["inputs"] for p in patients])
+        results: list[dict[str, Any] | None] = (
+            column_bodies(model, batch.columns) if batch.columns else [None] * batch.n
+        )
+        for i, p in batch.predictions.items():
             results[i] = prediction_body(p)
+        errors = [
+            e.prefixed(f"patients.{i}.inputs") for i, row in batch.errors.items() for e in row
+        ]
         if errors:
             count_rejections(name, errors)
             raise InvalidInput(

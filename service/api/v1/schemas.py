@@ -7,10 +7,13 @@ clinical rules (units, bounds, VIS_0h = 0) are checked afterwards by core.inputs
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from service.core.kinds.base import InputField, ModelKind
 
 REFERENCE = validate.Length(min=1, max=256)
 
@@ -79,72 +82,57 @@ class InfusionsSchema(_Strict):
     vasopressin = fields.Nested(QuantitySchema)
 
 
-def _exactly_one(data: dict[str, Any], a: str, b: str) -> None:
-    if (a in data) == (b in data):
-        message = f"give exactly one of {a} or {b}"
-        raise ValidationError({a: [message]} if a not in data else {b: [message]})
+def _field(f: InputField) -> fields.Field[Any]:
+    """The marshmallow field of one kind input, by its declared type."""
+    if f.type == "integer":
+        return StrictInteger(required=f.required)
+    if f.type == "number":
+        return StrictNumber(required=f.required)
+    if f.type == "boolean":
+        return StrictBoolean(required=f.required)
+    if f.type == "quantity":
+        return fields.Nested(QuantitySchema, required=f.required)
+    return fields.Nested(InfusionsSchema, required=f.required)
 
 
-class WeaningInputsSchema(_Strict):
-    apache_ii = StrictInteger(required=True)
-    lactate_24h = fields.Nested(QuantitySchema, required=True)
-    vis_0h = StrictNumber()
-    vis_24h = StrictNumber()
-    infusions_0h = fields.Nested(InfusionsSchema)
-    infusions_24h = fields.Nested(InfusionsSchema)
-    body_weight = fields.Nested(QuantitySchema)
+@functools.cache
+def input_schema(kind: ModelKind) -> type[Schema]:
+    """The inputs object of a kind, built from its declared inputs and cross-field rules."""
 
-    @validates_schema
-    def _one_vis_source(self, data: dict[str, Any], **kwargs: Any) -> None:
-        _exactly_one(data, "vis_0h", "infusions_0h")
-        _exactly_one(data, "vis_24h", "infusions_24h")
+    def cross_check(self: Schema, data: dict[str, Any], **kwargs: Any) -> None:
+        errors = kind.cross_check(data)
+        if errors:
+            raise ValidationError(errors)
 
-
-class IchInputsSchema(_Strict):
-    gwr = StrictNumber()
-    grey_matter_hu = StrictNumber()
-    white_matter_hu = StrictNumber()
-    stroke_history = StrictBoolean(required=True)
-    ffp_volume = fields.Nested(QuantitySchema, required=True)
-    min_platelets = fields.Nested(QuantitySchema, required=True)
-
-    @validates_schema
-    def _one_gwr_source(self, data: dict[str, Any], **kwargs: Any) -> None:
-        hu = [k for k in ("grey_matter_hu", "white_matter_hu") if k in data]
-        if "gwr" in data and hu:
-            raise ValidationError(
-                {"gwr": ["give gwr or grey_matter_hu and white_matter_hu, not both"]}
-            )
-        if "gwr" not in data and len(hu) != 2:
-            missing = [k for k in ("gwr", "grey_matter_hu", "white_matter_hu") if k not in data]
-            raise ValidationError(
-                {k: ["give gwr, or both grey_matter_hu and white_matter_hu"] for k in missing}
-            )
+    attrs: dict[str, Any] = {f.name: _field(f) for f in kind.inputs}
+    attrs["_cross_check"] = validates_schema(cross_check)
+    return type(f"{kind.name.title()}InputsSchema", (_Strict,), attrs)
 
 
-INPUT_SCHEMAS: dict[str, type[Schema]] = {"weaning": WeaningInputsSchema, "ich": IchInputsSchema}
+@functools.cache
+def patient_schema(kind: ModelKind) -> Schema:
+    """POST /v1/models/{name}/predict: {"inputs", "patient_reference"?, ...}."""
 
-
-def _patient_schema(inputs: type[Schema]) -> type[Schema]:
     class PatientSchema(_Strict):
-        inputs_ = fields.Nested(inputs, required=True, data_key="inputs", attribute="inputs")
+        inputs_ = fields.Nested(
+            input_schema(kind), required=True, data_key="inputs", attribute="inputs"
+        )
         patient_reference = fields.String(validate=REFERENCE)
         encounter_reference = fields.String(validate=REFERENCE)
         correlation_id = fields.String(validate=REFERENCE)
 
-    return PatientSchema
+    return PatientSchema()
 
 
-def _batch_schema(patient: type[Schema]) -> type[Schema]:
+@functools.cache
+def batch_schema(kind: ModelKind) -> Schema:
+    """POST /v1/models/{name}/predict/batch: {"patients": [patient, ...]}."""
+
     class BatchSchema(_Strict):
         patients = fields.List(
-            fields.Nested(patient), required=True, validate=validate.Length(min=1)
+            fields.Nested(type(patient_schema(kind))),
+            required=True,
+            validate=validate.Length(min=1),
         )
 
-    return BatchSchema
-
-
-PATIENT_SCHEMAS: dict[str, Schema] = {k: _patient_schema(v)() for k, v in INPUT_SCHEMAS.items()}
-BATCH_SCHEMAS: dict[str, Schema] = {
-    k: _batch_schema(_patient_schema(v))() for k, v in INPUT_SCHEMAS.items()
-}
+    return BatchSchema()

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from service.core import specs
 from service.core.fhir.mapping import FeatureMapping, ServiceMapping
 from service.core.fhir.values import (
     codings,
@@ -27,7 +26,7 @@ from service.core.fhir.values import (
     matches,
     parse_fhir_datetime,
 )
-from service.core.units import accepted_units, unit_rule
+from service.core.units import DEFAULT_UNITS, UnitTable
 from service.errors import FieldError, InvalidClinicalData, MissingClinicalData
 
 UCUM = "http://unitsofmeasure.org"
@@ -108,12 +107,10 @@ class _Candidate:
 
 
 class _Extractor:
-    def __init__(
-        self, mapping: ServiceMapping, now: datetime, ffp_ml_per_unit: float | None
-    ) -> None:
+    def __init__(self, mapping: ServiceMapping, now: datetime, units: UnitTable) -> None:
         self.mapping = mapping
         self.now = now.astimezone(UTC)
-        self.ffp = ffp_ml_per_unit
+        self.units = units
         self.errors: list[FieldError] = []
         self.missing: list[FieldError] = []
 
@@ -267,7 +264,7 @@ class _Extractor:
                             f"{fm.label} needs a UCUM unit code (valueQuantity.unit is display "
                             "text and is not read)",
                             "unit",
-                            ", ".join(accepted_units(fm.quantity or "", self.ffp)),
+                            ", ".join(self.units.accepted(fm.quantity or "")),
                         )
                     )
                     return None, None
@@ -384,7 +381,7 @@ class _Extractor:
             ]
         else:  # sum, quantity only
             total = math.fsum(c.canonical for c in candidates if c.canonical is not None)
-            unit = specs.INPUT_RULES[fm.input].unit
+            unit = fm.unit
             item = ExtractedInput(
                 fm.input, fm.label, "sum", True, tuple(c.source for c in candidates), fm.prefetch
             )
@@ -404,14 +401,14 @@ class _Extractor:
         """Value in the canonical unit, with the same table as the JSON API; unknown unit -> error."""
         qty = fm.quantity
         assert qty is not None and source.unit is not None and source.value is not None
-        rule = unit_rule(qty, source.unit, self.ffp)
+        rule = self.units.rule(qty, source.unit)
         if rule is None or rule.per_weight:
             self.errors.append(
                 FieldError(
                     f"{source.value_path}.code",
                     f"unknown unit {source.unit!r} for {fm.label}",
                     "unit",
-                    ", ".join(accepted_units(qty, self.ffp)),
+                    ", ".join(self.units.accepted(qty)),
                 )
             )
             return None
@@ -465,14 +462,14 @@ def extract(
     mapping: ServiceMapping,
     prefetch: Mapping[str, Any] | None,
     now: datetime,
-    ffp_ml_per_unit: float | None = None,
+    units: UnitTable = DEFAULT_UNITS,
 ) -> Extraction:
     """Map a CDS request's prefetch to the JSON API's inputs.
 
     Raises InvalidClinicalData (every malformed element, with its path) before
     MissingClinicalData (every missing input, named), so one call reports all of a kind.
     """
-    ex = _Extractor(mapping, now, ffp_ml_per_unit)
+    ex = _Extractor(mapping, now, units)
     inputs: dict[str, Any] = {}
     extracted: dict[str, ExtractedInput] = {}
     for fm in mapping.features:

@@ -16,8 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from service.core import specs
-from service.core.units import unit_rule
+from service.core.kinds import MODEL_KINDS
+from service.core.kinds.base import ModelKind
+from service.core.units import DEFAULT_UNITS
 
 MAPPING_VERSION = 1
 VALUE_KINDS = ("quantity", "number", "integer", "presence")
@@ -29,16 +30,8 @@ SELECTS = {
 }
 RESOURCES = {"Observation": ("quantity", "number", "integer"), "Condition": ("presence",)}
 
-# Inputs a mapping may produce per model kind: the JSON API's inputs, minus the alternatives
-# that cannot come from one Observation (infusion rates, HU pairs).
-KIND_INPUTS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    # kind: (required, optional)
-    "weaning": (
-        frozenset({"apache_ii", "lactate_24h", "vis_0h", "vis_24h"}),
-        frozenset({"body_weight"}),
-    ),
-    "ich": (frozenset({"gwr", "stroke_history", "ffp_volume", "min_platelets"}), frozenset()),
-}
+MAPPABLE = ("integer", "number", "quantity", "boolean")
+"""Input types one FHIR value can give (not infusion rates, which are several)."""
 
 
 class MappingError(ValueError):
@@ -76,11 +69,10 @@ class FeatureMapping:
     window_hours: float | None
     unitless_codes: tuple[str, ...] = ()
     when_none_in_window: dict[str, Any] | None = None
-
-    @property
-    def quantity(self) -> str | None:
-        """Key into core.units.UNITS for quantity inputs."""
-        return specs.INPUT_RULES[self.input].quantity if self.value == "quantity" else None
+    quantity: str | None = None
+    """Key into core.units.UNITS for quantity inputs."""
+    unit: str = ""
+    """The input's canonical unit."""
 
 
 @dataclass(frozen=True)
@@ -114,9 +106,10 @@ def parse_mapping(doc: Any, source: str) -> ServiceMapping:
     if _req(doc, "mapping_version", int, w) != MAPPING_VERSION:
         raise MappingError(f"{w}mapping_version must be {MAPPING_VERSION}")
     svc = _req(doc, "service", dict, w)
-    kind = _req(doc, "kind", str, w)
-    if kind not in KIND_INPUTS:
-        raise MappingError(f"{w}kind {kind!r} is not one of {sorted(KIND_INPUTS)}")
+    kind_name = _req(doc, "kind", str, w)
+    kind = MODEL_KINDS.get(kind_name)
+    if kind is None:
+        raise MappingError(f"{w}kind {kind_name!r} is not one of {sorted(MODEL_KINDS)}")
     prefetch = _req(doc, "prefetch", dict, w)
     for key, template in prefetch.items():
         if not isinstance(template, str) or not template:
@@ -126,15 +119,15 @@ def parse_mapping(doc: Any, source: str) -> ServiceMapping:
         fw = f"{w}features[{i}]."
         if not isinstance(f, dict):
             raise MappingError(f"{fw[:-1]} is not an object")
-        features.append(_parse_feature(f, fw, prefetch))
-    required, optional = KIND_INPUTS[kind]
+        features.append(_parse_feature(f, fw, prefetch, kind))
+    required, optional = set(kind.column_form), set(kind.fhir_optional)
     names = [f.input for f in features]
     if len(set(names)) != len(names):
         raise MappingError(f"{w}an input is mapped twice: {names}")
     if missing := required - set(names):
-        raise MappingError(f"{w}inputs {sorted(missing)} are required for kind {kind}")
+        raise MappingError(f"{w}inputs {sorted(missing)} are required for kind {kind.name}")
     if unknown := set(names) - required - optional:
-        raise MappingError(f"{w}inputs {sorted(unknown)} are not inputs of kind {kind}")
+        raise MappingError(f"{w}inputs {sorted(unknown)} are not inputs of kind {kind.name}")
     hook = _req(svc, "hook", str, w + "service.")
     if hook != "patient-view":
         raise MappingError(f"{w}service.hook {hook!r}: only patient-view is implemented")
@@ -144,17 +137,22 @@ def parse_mapping(doc: Any, source: str) -> ServiceMapping:
         title=_req(svc, "title", str, w + "service."),
         description=_req(svc, "description", str, w + "service."),
         model=_req(doc, "model", str, w),
-        kind=kind,
+        kind=kind.name,
         prefetch=dict(prefetch),
         features=tuple(features),
         source=source,
     )
 
 
-def _parse_feature(f: Mapping[str, Any], w: str, prefetch: Mapping[str, str]) -> FeatureMapping:
+def _parse_feature(
+    f: Mapping[str, Any], w: str, prefetch: Mapping[str, str], kind: ModelKind
+) -> FeatureMapping:
     name = _req(f, "input", str, w)
-    if name not in specs.INPUT_RULES and name != "stroke_history":
-        raise MappingError(f"{w}input {name!r} is not an input of the JSON API")
+    fields = {i.name: i for i in kind.inputs if i.type in MAPPABLE}
+    if name not in fields:
+        raise MappingError(f"{w}input {name!r} is not an input of the JSON API for {kind.name}")
+    field = fields[name]
+    qty = field.rule.quantity if field.rule is not None else None
     key = _req(f, "prefetch", str, w)
     if key not in prefetch:
         raise MappingError(f"{w}prefetch {key!r} is not a key of the mapping's prefetch")
@@ -164,11 +162,11 @@ def _parse_feature(f: Mapping[str, Any], w: str, prefetch: Mapping[str, str]) ->
     value = _req(f, "value", str, w)
     if value not in RESOURCES[resource]:
         raise MappingError(f"{w}value {value!r} is not allowed for {resource}")
-    if (value == "presence") != (name == "stroke_history"):
+    if (value == "presence") != (field.type == "boolean"):
         raise MappingError(f"{w}value {value!r} does not fit input {name}")
-    if value == "quantity" and specs.INPUT_RULES[name].quantity is None:
+    if value == "quantity" and qty is None:
         raise MappingError(f"{w}input {name} is unitless: use value number or integer")
-    if value in ("number", "integer") and specs.INPUT_RULES[name].quantity is not None:
+    if value in ("number", "integer") and qty is not None:
         raise MappingError(f"{w}input {name} needs a unit: use value quantity")
     select = _req(f, "select", str, w)
     if select not in SELECTS[value]:
@@ -210,8 +208,7 @@ def _parse_feature(f: Mapping[str, Any], w: str, prefetch: Mapping[str, str]) ->
         fv, fu = fallback.get("value"), fallback.get("unit")
         if not isinstance(fv, int | float) or not isinstance(fu, str):
             raise MappingError(f"{w}when_none_in_window needs value and unit")
-        qty = specs.INPUT_RULES[name].quantity
-        if qty is None or unit_rule(qty, fu) is None:
+        if qty is None or DEFAULT_UNITS.rule(qty, fu) is None:
             raise MappingError(f"{w}when_none_in_window.unit {fu!r} is not a unit of {name}")
     return FeatureMapping(
         input=name,
@@ -224,6 +221,8 @@ def _parse_feature(f: Mapping[str, Any], w: str, prefetch: Mapping[str, str]) ->
         window_hours=float(window) if window is not None else None,
         unitless_codes=tuple(unitless),
         when_none_in_window=dict(fallback) if fallback is not None else None,
+        quantity=qty if value == "quantity" else None,
+        unit=field.rule.unit if field.rule is not None else "",
     )
 
 
