@@ -193,3 +193,49 @@ def test_ffp_reads_as_zero_only_when_nothing_usable_was_skipped_but_old_records(
     prefetch["ffp"] = bundle(next_link=True)
     with pytest.raises(MissingClinicalData):
         extract(mapping("ecmo-ich-risk"), prefetch, NOW)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2026",
+        "2026-11",
+        "2026-11-23",
+        "2026-11-23T10:00:00Z",
+        "2026-11-23T10:00:00.1+01:00",
+        "2026-11-23T10:00:00.123456789-05:30",
+        "2026-11-23T23:59:60Z",  # a leap second is in FHIR's grammar
+        "2026-11-23T10:00:00+14:00",
+    ],
+)
+def test_every_form_of_fhirs_datetime_grammar_is_read(raw: str) -> None:
+    parse_fhir_datetime(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2026-11-23T10:00Z",  # no seconds
+        "2026-11-23T10Z",  # no minutes
+        "20261123",  # basic format
+        "20261123T100000Z",
+        "2026-W47-1",  # ISO week date
+        "2026-W47",
+        "2026-327",  # ordinal date
+        "2026-11-23 10:00:00Z",  # space instead of T
+        "2026-11-23T10:00:00+15:00",  # offset beyond FHIR's +14:00
+        "2026-11-23T10:00:00+0100",  # offset without colon
+        "2026-11-23T24:00:00Z",
+        "2026-13-01",
+        "0000-01-01",
+        "2026-11-23T10:00:00z",
+        " 2026-11-23",
+    ],
+)
+def test_forms_outside_fhirs_datetime_grammar_are_refused(raw: str) -> None:
+    with pytest.raises(ValueError):
+        parse_fhir_datetime(raw)
+
+
+def test_a_leap_second_reads_as_the_next_instant() -> None:
+    assert parse_fhir_datetime("2026-12-31T23:59:60Z") == datetime(2027, 1, 1, tzinfo=UTC)

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from service.core.fhir.mapping import FeatureMapping
 from service.errors import FieldError
+
+
+# FHIR R4's dateTime grammar (datatypes.html#dateTime), read into groups: a year, year-month,
+# date, or date with a time of day that has seconds and a zone. Python's fromisoformat accepts
+# more (no seconds, basic format, week dates), which FHIR does not.
+_FHIR_DATETIME = re.compile(
+    r"(?P<year>[0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
+    r"(-(?P<month>0[1-9]|1[0-2])"
+    r"(-(?P<day>0[1-9]|[1-2][0-9]|3[0-1])"
+    r"(T(?P<hour>[01][0-9]|2[0-3]):(?P<minute>[0-5][0-9]):(?P<second>[0-5][0-9]|60)"
+    r"(\.(?P<fraction>[0-9]+))?"
+    r"(?P<zone>Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
+)
 
 
 def parse_fhir_datetime(raw: Any) -> datetime | None:
@@ -18,16 +32,33 @@ def parse_fhir_datetime(raw: Any) -> datetime | None:
     """
     if not isinstance(raw, str):
         raise ValueError("not a string")
-    if "T" not in raw:
+    m = _FHIR_DATETIME.fullmatch(raw)
+    if m is None:
+        if "T" in raw and re.fullmatch(r"[0-9-]+T[0-9:.]+", raw):
+            raise ValueError("a dateTime with a time of day must carry a time zone")
+        raise ValueError(
+            "not a FHIR dateTime (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss+zz:zz)"
+        )
+    if m["hour"] is None:
+        if m["day"] is not None:
+            date(int(m["year"]), int(m["month"]), int(m["day"]))  # 2026-02-30 is refused
         # year, year-month or date: valid FHIR but too coarse for an hour window
-        if len(raw) == 10:
-            date.fromisoformat(raw)
-        elif len(raw) not in (4, 7) or not raw[:4].isdigit():
-            raise ValueError("not a FHIR dateTime")
         return None
-    value = datetime.fromisoformat(raw)
-    if value.tzinfo is None:
-        raise ValueError("a dateTime with a time of day must carry a time zone")
+    # A leap second (:60) is in FHIR's grammar; datetime has none, so it reads as the next second.
+    leap = m["second"] == "60"
+    zone = UTC if m["zone"] == "Z" else datetime.strptime(m["zone"], "%z").tzinfo
+    value = datetime(
+        int(m["year"]),
+        int(m["month"]),
+        int(m["day"]),
+        int(m["hour"]),
+        int(m["minute"]),
+        59 if leap else int(m["second"]),
+        int((m["fraction"] or "0")[:6].ljust(6, "0")),
+        tzinfo=zone,
+    )
+    if leap:
+        value += timedelta(seconds=1)
     return value.astimezone(UTC)
 
 
