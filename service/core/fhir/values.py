@@ -11,7 +11,6 @@ from typing import Any
 from service.core.fhir.mapping import FeatureMapping
 from service.errors import FieldError
 
-
 # FHIR R4's dateTime grammar (datatypes.html#dateTime), read into groups: a year, year-month,
 # date, or date with a time of day that has seconds and a zone. Python's fromisoformat accepts
 # more (no seconds, basic format, week dates), which FHIR does not.
