@@ -59,10 +59,15 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def read_json(request: Request) -> Any:
+def read_json(request: Request, untyped_is_json: bool = False) -> Any:
+    """The request's JSON body. untyped_is_json: a body without a Content-Type is read as JSON
+    (the Open Inference Protocol's servers do, and its official clients send none)."""
+    content_type = request.environ.get("CONTENT_TYPE")
     # The exact header most clients send needs no parsing of its parameters.
-    if request.environ.get("CONTENT_TYPE") != "application/json" and (
-        request.mimetype not in JSON_TYPES
+    if (
+        content_type != "application/json"
+        and request.mimetype not in JSON_TYPES
+        and not (untyped_is_json and not content_type)
     ):
         got = request.mimetype or "no Content-Type"
         raise with_field_error(

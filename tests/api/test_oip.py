@@ -208,3 +208,35 @@ def test_protocol_shape_errors_and_limits(client: FlaskClient) -> None:
     )
     assert body["errors"][0]["rule"] == "max_items"
     problem(client.post("/v2/models/weaning/infer", data="{", content_type="application/json"), 400)
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/nothing", "/v2/models/ich/nothing", "/v2/models/ich/versions/1.0.0/x"]
+)
+def test_a_v2_path_that_does_not_exist_carries_the_protocols_error_member(
+    client: FlaskClient, path: str
+) -> None:
+    problem(client.get(path), 404)
+
+
+def test_a_json_body_sent_with_another_content_type_is_still_refused_on_v2(
+    client: FlaskClient,
+) -> None:
+    r = client.post("/v2/models/ich/infer", data="{}", content_type="text/plain")
+    assert problem(r, 415)["errors"][0]["rule"] == "content_type"
+
+
+def test_a_unit_may_be_given_in_the_requests_parameters(client: FlaskClient) -> None:
+    tensors = weaning_tensors()
+    del tensors[3]["parameters"]
+    body = {"inputs": tensors, "parameters": {"lactate_24h.unit": "umol/L"}}
+    by_request = client.post("/v2/models/weaning/infer", json=body)
+    by_input = client.post("/v2/models/weaning/infer", json={"inputs": weaning_tensors()})
+    assert by_request.status_code == 200, by_request.data
+    assert outputs(by_request.get_json()) == outputs(by_input.get_json())
+
+
+def test_a_unit_given_twice_differently_is_refused(client: FlaskClient) -> None:
+    body = {"inputs": weaning_tensors(), "parameters": {"lactate_24h.unit": "mmol/L"}}
+    errors = problem(client.post("/v2/models/weaning/infer", json=body), 422)["errors"]
+    assert errors[0]["path"] == "parameters.lactate_24h.unit" and errors[0]["rule"] == "conflict"

@@ -44,10 +44,13 @@ def create_oip_blueprint(deps: Deps) -> Blueprint:
     registry, metrics, settings = deps.registry, deps.metrics, deps.settings
     scoring = deps.scoring
 
-    @bp.after_request
+    @bp.after_app_request
     def _add_error_member(response: Response) -> Response:
-        """OIP clients read `error`; the body keeps the one problem+json shape besides."""
-        if response.mimetype == PROBLEM_JSON:
+        """OIP clients read `error`; the body keeps the one problem+json shape besides.
+
+        App-wide, so that a /v2 path no route matches (a 404 outside this blueprint) has it too.
+        """
+        if response.mimetype == PROBLEM_JSON and request.path.startswith("/v2"):
             body = json.loads(response.get_data())
             body["error"] = body["detail"]
             response.set_data(json.dumps(body))
@@ -115,12 +118,14 @@ def create_oip_blueprint(deps: Deps) -> Blueprint:
         g.model = name
         model = registry.get(name, model_version)
         try:
-            req: dict[str, Any] = INFERENCE_REQUEST.load(read_json(request))
+            req: dict[str, Any] = INFERENCE_REQUEST.load(read_json(request, untyped_is_json=True))
         except ValidationError as exc:
             raise InvalidInput(
                 "the inference request does not match the protocol", flatten_errors(exc.messages)
             ) from None
-        cols = tensors_to_columns(model.kind, req["inputs"], settings.max_batch)
+        cols = tensors_to_columns(
+            model.kind, req["inputs"], settings.max_batch, req.get("parameters")
+        )
         n = cols.n
         batch = scoring.columns(model, cols.values, cols.units, n)
         scores = batch.columns

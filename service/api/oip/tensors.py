@@ -145,9 +145,24 @@ class Columns:
     n: int
 
 
-def tensors_to_columns(kind: ModelKind, given: list[dict[str, Any]], max_batch: int) -> Columns:
+def request_unit_key(name: str) -> str:
+    """The request-level parameter that carries an input's unit: `<input>.unit`.
+
+    Per-input `parameters` are in the protocol, but the official Triton HTTP client can only set
+    the request's `parameters`, so a unit may be given there too.
+    """
+    return f"{name}.unit"
+
+
+def tensors_to_columns(
+    kind: ModelKind,
+    given: list[dict[str, Any]],
+    max_batch: int,
+    request_parameters: dict[str, Any] | None = None,
+) -> Columns:
     """Validate the input tensors (names, datatypes, shapes, elements, units)."""
     spec = tensors(kind)
+    request_parameters = request_parameters or {}
     errors: list[FieldError] = []
     columns: dict[str, tuple[int, list[Any], str | None]] = {}
     for k, t in enumerate(given):
@@ -214,13 +229,25 @@ def tensors_to_columns(kind: ModelKind, given: list[dict[str, Any]], max_batch: 
             )
             continue
         unit = (t.get("parameters") or {}).get("unit")
+        in_request = request_parameters.get(request_unit_key(name))
+        if in_request is not None and unit is not None and in_request != unit:
+            errors.append(
+                FieldError(
+                    f"parameters.{request_unit_key(name)}",
+                    f"{name}'s unit is {unit!r} in the input and {in_request!r} in the request",
+                    "conflict",
+                    "one unit, in inputs[].parameters.unit or parameters.<input>.unit",
+                )
+            )
+            continue
+        unit = unit if unit is not None else in_request
         if needs_unit and not isinstance(unit, str):
             rule = spec[name].field.rule
             assert rule is not None  # a quantity has a rule
             errors.append(
                 FieldError(
                     f"{where}.parameters.unit",
-                    f"{name} needs parameters.unit",
+                    f"{name} needs parameters.unit (or the request's parameters.{name}.unit)",
                     "required",
                     f"a unit, canonical {rule.unit}",
                 )
