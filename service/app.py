@@ -26,14 +26,14 @@ from service.core.fhir import ServiceMapping, load_mappings
 from service.core.registry import Registry
 from service.core.scoring import Scoring
 from service.core.units import UnitTable
-from service.logs import AccessLog, configure_logging
+from service.logs import configure_logging, log_fields
 from service.telemetry import create_metrics
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 UNMETERED = ("/metrics", "/health/live", "/health/ready")
 
 log = logging.getLogger("ecmo.app")
-access_log = AccessLog("ecmo.access")
+access_log = logging.getLogger("ecmo.access")
 
 
 class ServiceFlask(Flask):
@@ -127,7 +127,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         response.headers.add("Server-Timing", f"app;dur={elapsed * 1000:.3f}")
         if route not in UNMETERED:
             metrics.observe_request(route, method, status, elapsed)
-        access_log.info(
+        log_fields(
+            access_log,
             "request",
             {
                 "request_id": request_id,

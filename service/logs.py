@@ -28,7 +28,7 @@ class JsonFormatter(logging.Formatter):
         if second != self._second:
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
-        # LogRecord's own msecs formula, so a line written by AccessLog reads like a record's.
+        # LogRecord's own msecs formula.
         return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
 
     def line(
@@ -69,11 +69,6 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
-    # Our lines carry no caller file/line, so the logging module need not find the caller of
-    # every record (the logging HOWTO's "Optimization" section): that walks the stack and was a
-    # tenth of a prediction's CPU time. (Process and thread fields stay: gunicorn's own log
-    # format prints %(process)d, which a None would break.)
-    logging._srcfile = None
     root = logging.getLogger(ROOT_LOGGER)
     root.setLevel(level)
     if not any(getattr(h, "_ecmo", False) for h in root.handlers):
@@ -83,61 +78,15 @@ def configure_logging(level: str) -> None:
         root.addHandler(handler)
 
 
-class AccessLog:
-    """The one INFO line per request, as logger `name` would write it through logging.
+def log_fields(logger: logging.Logger, message: str, fields: Mapping[str, Any]) -> None:
+    """One INFO record with these fields, through logging's own handlers and filters.
 
-    When the only place such a record would go is the JSON handler configure_logging installed
-    (no other handler or filter on the way, which is how the service runs), the line is formatted
-    by that handler's formatter and written to its stream under its lock, without building a
-    LogRecord and passing it down logging's handler chain. Under load that chain cost a few
-    points of the service/floor ratio (docs/benchmark.md). Anything else that would see the record
-    (a test's capture handler, a handler or filter added by whoever embeds the app) gets it
-    through logging, unchanged. Levels and `disabled` are obeyed either way.
+    What logger.info(message, extra=fields) does, less the search for the caller's file and line
+    (Logger.findCaller walks the stack; our JSON lines carry no caller): the record is made with
+    Logger.makeRecord and passed to Logger.handle, both public, so levels, `disabled`, filters and
+    every handler are obeyed as for any record. Used for the one access line per request.
     """
-
-    def __init__(self, name: str) -> None:
-        self._logger = logging.getLogger(name)
-
-    def _sole_handler(self) -> logging.StreamHandler[Any] | None:
-        """The JSON handler, if a record of this logger would reach it and nothing else."""
-        logger = self._logger
-        found: logging.StreamHandler[Any] | None = None
-        node: logging.Logger | None = logger
-        while node is not None:
-            if node.filters:
-                return None
-            for handler in node.handlers:
-                if (
-                    found is not None
-                    or type(handler) is not logging.StreamHandler
-                    or not getattr(handler, "_ecmo", False)
-                    or type(handler.formatter) is not JsonFormatter
-                    or handler.filters
-                    or handler.level > logging.INFO
-                ):
-                    return None
-                found = handler
-            node = node.parent if node.propagate else None
-        return found
-
-    def info(self, message: str, fields: Mapping[str, Any]) -> None:
-        logger = self._logger
-        if not logger.isEnabledFor(logging.INFO):  # also False when the logger is disabled
-            return
-        handler = self._sole_handler()
-        if handler is None:
-            logger.info(message, extra=dict(fields))
-            return
-        formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
-        line = formatter.line(time.time(), "INFO", logger.name, message, fields)
-        # What StreamHandler.emit does with a formatted record, under Handler.handle's lock.
-        with handler.lock:  # type: ignore[union-attr]
-            try:
-                handler.stream.write(line + handler.terminator)
-                handler.flush()
-            except RecursionError:
-                raise
-            except Exception:
-                handler.handleError(
-                    logger.makeRecord(logger.name, logging.INFO, "", 0, message, (), None)
-                )
+    if logger.isEnabledFor(logging.INFO):  # also False when the logger is disabled
+        logger.handle(
+            logger.makeRecord(logger.name, logging.INFO, "", 0, message, (), None, extra=fields)
+        )

@@ -172,3 +172,13 @@ def test_cds_hooks_discovery_and_card(client: FlaskClient) -> None:
     single = client.post("/v1/models/sofa/predict", json={"inputs": inputs()}).get_json()
     assert card["extension"]["ecmo-risk-service"]["probability"] == single["probability"]
     assert "predicted probability of death in ICU" in card["summary"]
+
+
+def test_the_json_fast_path_is_derived_for_the_new_kind(registered: None) -> None:
+    from service.api.v1.fastload import fast_load
+    from service.api.v1.schemas import patient_schema
+
+    body = {"inputs": inputs(), "correlation_id": "c-1"}
+    assert fast_load(sofa.KIND, body, batch=False) == patient_schema(sofa.KIND).load(body)
+    assert fast_load(sofa.KIND, {"inputs": {**inputs(), "x": 1}}, batch=False) is None
+    assert fast_load(sofa.KIND, {"inputs": {"sofa": 8}}, batch=False) is None

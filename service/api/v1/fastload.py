@@ -2,39 +2,37 @@
 
 marshmallow's generic machinery (field lookup, error stores, nested schema instances, hooks) was
 about a fifth of a single prediction's CPU time and most of a batch's. For a body that is fully
-valid, `fast_load` returns exactly what `schema.load` returns (same keys, same values, same
-Python types). For anything else (an unknown key, a wrong type, a null, a missing field, a
-length outside its limits, both or neither of two alternatives) it returns None and the caller
-runs the marshmallow schema, which stays the single source of every error message. So a request
-can never be accepted here that the schema would refuse, and errors are unchanged.
-tests/bench/test_fastload.py checks this against the schemas on generated bodies.
+valid, `fast_load` returns what the schema's load returns (same keys, same values, same Python
+types). For anything else (an unknown key, a wrong type, a null, a missing field, a length outside
+its limits, a cross-field rule broken) it returns None and the caller runs the marshmallow
+schema, which stays the single source of every error message.
+
+Nothing here restates the contract: the inputs, their types and which are required come from the
+kind's declared inputs (the same InputFields api/v1/schemas.py builds the schemas from), the
+cross-field rules are the kind's own cross_check, and lengths, salts, drugs and reference names
+are read from schemas.py. tests/api/test_fastload.py checks the equivalence on generated bodies.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
-_REFERENCES = ("patient_reference", "encounter_reference", "correlation_id")
-_PATIENT_KEYS = frozenset(("inputs", *_REFERENCES))
-_QUANTITY_KEYS = frozenset(("value", "unit"))
-_NOREPINEPHRINE_KEYS = frozenset(("value", "unit", "salt"))
-_DRUGS = frozenset(
-    ("dopamine", "dobutamine", "epinephrine", "norepinephrine", "milrinone", "vasopressin")
-)
-_WEANING_KEYS = frozenset(
-    (
-        "apache_ii",
-        "lactate_24h",
-        "vis_0h",
-        "vis_24h",
-        "infusions_0h",
-        "infusions_24h",
-        "body_weight",
-    )
-)
-_ICH_KEYS = frozenset(
-    ("gwr", "grey_matter_hu", "white_matter_hu", "stroke_history", "ffp_volume", "min_platelets")
+from service.api.v1.schemas import REFERENCE, REFERENCES, SALT, UNIT, InfusionsSchema
+from service.core.kinds.base import ModelKind
+
+_PATIENT_KEYS = frozenset(("inputs", *REFERENCES))
+_UNIT_MIN, _UNIT_MAX = UNIT.min or 0, UNIT.max or 0
+_REFERENCE_MIN, _REFERENCE_MAX = REFERENCE.min or 0, REFERENCE.max or 0
+_SALTS = frozenset(SALT.choices)
+_INFUSIONS = InfusionsSchema()
+_DRUGS = frozenset(_INFUSIONS.fields)
+_SALTED = frozenset(
+    name
+    for name, f in _INFUSIONS.fields.items()
+    if "salt" in f.schema.fields  # type: ignore[attr-defined]
 )
 
 
@@ -72,14 +70,14 @@ def _integer(value: Any) -> int:
     raise _Reject
 
 
-def _string(value: Any, low: int, high: int) -> str:
-    if type(value) is not str or not low <= len(value) <= high:
+def _boolean(value: Any) -> bool:
+    if type(value) is not bool:
         raise _Reject
     return value
 
 
-def _quantity(value: Any, keys: frozenset[str] = _QUANTITY_KEYS) -> dict[str, Any]:
-    # _number and _string inlined: a 1,000-patient batch has 2,000 or more quantities.
+def _quantity(value: Any, salted: bool = False) -> dict[str, Any]:
+    # _number inlined: a 1,000-patient batch has 2,000 or more quantities.
     if type(value) is not dict:
         raise _Reject
     number: Any = value.get("value")
@@ -95,14 +93,14 @@ def _quantity(value: Any, keys: frozenset[str] = _QUANTITY_KEYS) -> dict[str, An
             raise _Reject from None
     else:
         raise _Reject  # missing (None), a bool, a string, ...
-    if type(unit) is not str or not 1 <= len(unit) <= 32:
+    if type(unit) is not str or not _UNIT_MIN <= len(unit) <= _UNIT_MAX:
         raise _Reject
     if len(value) == 2:  # exactly "value" and "unit": both were found above
         return {"value": number, "unit": unit}
-    if len(value) != 3 or "salt" not in keys or "salt" not in value:
+    if len(value) != 3 or not salted or "salt" not in value:
         raise _Reject
     salt = value["salt"]
-    if salt != "base" and salt != "bitartrate":
+    if type(salt) is not str or salt not in _SALTS:
         raise _Reject
     return {"value": number, "unit": unit, "salt": salt}
 
@@ -110,85 +108,55 @@ def _quantity(value: Any, keys: frozenset[str] = _QUANTITY_KEYS) -> dict[str, An
 def _infusions(value: Any) -> dict[str, Any]:
     if type(value) is not dict or not value.keys() <= _DRUGS:
         raise _Reject
-    return {
-        drug: _quantity(qty, _NOREPINEPHRINE_KEYS if drug == "norepinephrine" else _QUANTITY_KEYS)
-        for drug, qty in value.items()
-    }
+    return {drug: _quantity(qty, drug in _SALTED) for drug, qty in value.items()}
 
 
-_WEANING_VIS_FORM = frozenset(("apache_ii", "lactate_24h", "vis_0h", "vis_24h"))
-_ICH_GWR_FORM = frozenset(("gwr", "stroke_history", "ffp_volume", "min_platelets"))
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "integer": _integer,
+    "number": _number,
+    "boolean": _boolean,
+    "quantity": _quantity,
+    "infusions": _infusions,
+}
 
 
-def _weaning(inputs: Any) -> dict[str, Any]:
-    if type(inputs) is not dict:
-        raise _Reject
-    if inputs.keys() == _WEANING_VIS_FORM:  # the usual form: VIS given, no rates or weight
-        return {
-            "apache_ii": _integer(inputs["apache_ii"]),
-            "lactate_24h": _quantity(inputs["lactate_24h"]),
-            "vis_0h": _number(inputs["vis_0h"]),
-            "vis_24h": _number(inputs["vis_24h"]),
-        }
-    if not inputs.keys() <= _WEANING_KEYS:
-        raise _Reject
-    if ("vis_0h" in inputs) == ("infusions_0h" in inputs):
-        raise _Reject
-    if ("vis_24h" in inputs) == ("infusions_24h" in inputs):
-        raise _Reject
-    out: dict[str, Any] = {
-        "apache_ii": _integer(inputs.get("apache_ii")),
-        "lactate_24h": _quantity(inputs.get("lactate_24h")),
-    }
-    for key in ("vis_0h", "vis_24h"):
-        if key in inputs:
-            out[key] = _number(inputs[key])
-    for key in ("infusions_0h", "infusions_24h"):
-        if key in inputs:
-            out[key] = _infusions(inputs[key])
-    if "body_weight" in inputs:
-        out["body_weight"] = _quantity(inputs["body_weight"])
-    return out
+@functools.cache
+def _inputs_loader(kind: ModelKind) -> Callable[[Any], dict[str, Any]]:
+    """The checks for a kind's inputs object, from its declared inputs."""
+    checks = {f.name: _CHECKS[f.type] for f in kind.inputs}
+    required = frozenset(f.name for f in kind.inputs if f.required)
+    # Whether a set of keys is acceptable: known, the required ones present, and the kind's
+    # cross-field rules (which depend only on which inputs are given) satisfied. Callers send
+    # few distinct sets, so each is decided once.
+    verdicts: dict[frozenset[str], bool] = {}
 
+    def acceptable(keys: frozenset[str]) -> bool:
+        verdict = verdicts.get(keys)
+        if verdict is None:
+            verdict = (
+                keys <= checks.keys()
+                and required <= keys
+                and not kind.cross_check(dict.fromkeys(keys))
+            )
+            if len(verdicts) < 256:
+                verdicts[keys] = verdict
+        return verdict
 
-def _ich(inputs: Any) -> dict[str, Any]:
-    if type(inputs) is not dict:
-        raise _Reject
-    if inputs.keys() == _ICH_GWR_FORM:  # the usual form: GWR given, not the two HU values
-        stroke = inputs["stroke_history"]
-        if type(stroke) is not bool:
+    def load(inputs: Any) -> dict[str, Any]:
+        if type(inputs) is not dict or not acceptable(frozenset(inputs)):
             raise _Reject
-        return {
-            "gwr": _number(inputs["gwr"]),
-            "stroke_history": stroke,
-            "ffp_volume": _quantity(inputs["ffp_volume"]),
-            "min_platelets": _quantity(inputs["min_platelets"]),
-        }
-    if not inputs.keys() <= _ICH_KEYS:
+        return {name: checks[name](value) for name, value in inputs.items()}
+
+    return load
+
+
+def _string(value: Any) -> str:
+    if type(value) is not str or not _REFERENCE_MIN <= len(value) <= _REFERENCE_MAX:
         raise _Reject
-    has_hu = ("grey_matter_hu" in inputs, "white_matter_hu" in inputs)
-    if "gwr" in inputs:
-        if any(has_hu):
-            raise _Reject
-    elif not all(has_hu):
-        raise _Reject
-    stroke = inputs.get("stroke_history")
-    if type(stroke) is not bool:
-        raise _Reject
-    out: dict[str, Any] = {}
-    for key in ("gwr", "grey_matter_hu", "white_matter_hu"):
-        if key in inputs:
-            out[key] = _number(inputs[key])
-    out["stroke_history"] = stroke
-    out["ffp_volume"] = _quantity(inputs.get("ffp_volume"))
-    out["min_platelets"] = _quantity(inputs.get("min_platelets"))
-    return out
+    return value
 
 
-_INPUTS = {"weaning": _weaning, "ich": _ich}
-
-
-def _patient(payload: Any, inputs: Any) -> dict[str, Any]:
+def _patient(payload: Any, inputs: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
     if type(payload) is not dict:
         raise _Reject
     if len(payload) == 1:  # the common case, {"inputs": ...}; None below if the key is another
@@ -196,17 +164,15 @@ def _patient(payload: Any, inputs: Any) -> dict[str, Any]:
     if not payload.keys() <= _PATIENT_KEYS:
         raise _Reject
     out: dict[str, Any] = {"inputs": inputs(payload.get("inputs"))}
-    for key in _REFERENCES:
+    for key in REFERENCES:
         if key in payload:
-            out[key] = _string(payload[key], 1, 256)
+            out[key] = _string(payload[key])
     return out
 
 
-def fast_load(kind: str, payload: Any, batch: bool) -> dict[str, Any] | None:
-    """What PATIENT_SCHEMAS[kind].load (or BATCH_SCHEMAS) returns, or None: use the schema."""
-    inputs = _INPUTS.get(kind)
-    if inputs is None:
-        return None
+def fast_load(kind: ModelKind, payload: Any, batch: bool) -> dict[str, Any] | None:
+    """What patient_schema(kind).load (or batch_schema) returns, or None: use the schema."""
+    inputs = _inputs_loader(kind)
     try:
         if not batch:
             return _patient(payload, inputs)

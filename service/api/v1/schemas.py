@@ -16,6 +16,10 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from service.core.kinds.base import InputField, ModelKind
 
 REFERENCE = validate.Length(min=1, max=256)
+REFERENCES = ("patient_reference", "encounter_reference", "correlation_id")
+"""Optional strings a caller may attach to a patient; echoed in the answer."""
+UNIT = validate.Length(min=1, max=32)
+SALT = validate.OneOf(["base", "bitartrate"])
 
 
 class StrictNumber(fields.Float):
@@ -66,11 +70,11 @@ class _Strict(Schema):
 
 class QuantitySchema(_Strict):
     value = StrictNumber(required=True)
-    unit = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    unit = fields.String(required=True, validate=UNIT)
 
 
 class NorepinephrineSchema(QuantitySchema):
-    salt = fields.String(validate=validate.OneOf(["base", "bitartrate"]))
+    salt = fields.String(validate=SALT)
 
 
 class InfusionsSchema(_Strict):
@@ -113,15 +117,14 @@ def input_schema(kind: ModelKind) -> type[Schema]:
 def patient_schema(kind: ModelKind) -> Schema:
     """POST /v1/models/{name}/predict: {"inputs", "patient_reference"?, ...}."""
 
-    class PatientSchema(_Strict):
-        inputs_ = fields.Nested(
+    attrs: dict[str, Any] = {
+        "inputs_": fields.Nested(
             input_schema(kind), required=True, data_key="inputs", attribute="inputs"
-        )
-        patient_reference = fields.String(validate=REFERENCE)
-        encounter_reference = fields.String(validate=REFERENCE)
-        correlation_id = fields.String(validate=REFERENCE)
-
-    return PatientSchema()
+        ),
+        **{name: fields.String(validate=REFERENCE) for name in REFERENCES},
+    }
+    schema: Schema = type("PatientSchema", (_Strict,), attrs)()
+    return schema
 
 
 @functools.cache

@@ -30,7 +30,9 @@ ColumnsFn = Callable[
 row passes every hard rule and raises no warning. NaN marks a row as not plain."""
 
 CrossCheckFn = Callable[[Mapping[str, Any]], dict[str, list[str]]]
-"""Rules across inputs (give exactly one of ...): field -> messages; {} when the body is fine."""
+"""Rules across inputs (give exactly one of ...): field -> messages; {} when the body is fine.
+It may depend only on which inputs are given, not on their values (the JSON API's fast path
+decides once per set of keys)."""
 
 
 @dataclass(frozen=True)

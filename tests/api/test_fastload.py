@@ -1,4 +1,4 @@
-"""service/api/v1/fastload.py must agree with the marshmallow schemas: whatever it accepts, the schema
+"""service/api/v1/fastload.py (derived from the kinds' declared inputs) must agree with the marshmallow schemas: whatever it accepts, the schema
 accepts with exactly the same result (values and Python types); anything else falls back to the
 schema (None). Generated bodies mix valid values with every kind of wrong one."""
 
@@ -183,7 +183,7 @@ def schema_load(schema: Any, payload: Any) -> Any:
 
 
 def check(kind: str, payload: Any, batch: bool) -> None:
-    fast = fast_load(kind, payload, batch)
+    fast = fast_load(MODEL_KINDS[kind], payload, batch)
     if fast is not None:
         schema = (batch_schema if batch else patient_schema)(MODEL_KINDS[kind])
         assert typed(fast) == typed(schema_load(schema, payload))
@@ -269,7 +269,7 @@ def test_valid_bodies_take_the_fast_path_with_the_schemas_result():
         )
     )
     for kind, payload, batch in cases:
-        fast = fast_load(kind, payload, batch)
+        fast = fast_load(MODEL_KINDS[kind], payload, batch)
         assert fast is not None, payload
         schema = (batch_schema if batch else patient_schema)(MODEL_KINDS[kind])
         assert typed(fast) == typed(schema.load(payload))
