@@ -81,7 +81,7 @@ def worker_like_apps() -> tuple[Any, Any]:
     service = create_app()
     for h in logging.getLogger("ecmo").handlers:
         if isinstance(h, logging.StreamHandler):
-            h.setStream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
+            h.setStream(open(os.devnull, "w"))  # lives as long as the process
     floor = create_floor()
     # What a gunicorn worker runs with: the master's objects frozen out of the collector's reach
     # and the workers' young-generation threshold (the config's own hooks, called as gunicorn does).

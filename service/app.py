@@ -143,7 +143,6 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     register_blueprints(app, deps)
     register_error_handlers(app)
-    app.extensions["ecmo"] = deps
 
     for status in registry.statuses:
         if status.ready:

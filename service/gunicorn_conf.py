@@ -17,7 +17,7 @@ from typing import Any
 # gunicorn executes this file by path, so the repository root may not be on sys.path yet.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.config import load_settings  # noqa: E402
+from service.config import load_settings
 
 _settings = load_settings()
 

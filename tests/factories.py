@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -128,11 +127,6 @@ def write_model(
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     (out / "MODEL_CARD.md").write_text(f"# {name} {version}\n\nTiny test model.\n")
     return out
-
-
-def copy_model(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
 
 
 WEANING_INPUTS: dict[str, Any] = {

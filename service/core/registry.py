@@ -114,7 +114,7 @@ def load_version(version_dir: Path) -> LoadedModel:
         )
     try:
         estimator = joblib.load(artifact)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not served"
+    except Exception as exc:  # any unpickling failure means "not served"
         raise ArtifactRejected(
             f"artifact could not be loaded: {type(exc).__name__}: {exc}"
         ) from exc
@@ -179,9 +179,6 @@ class Registry:
         if not self._statuses:
             return ["no models found in the model directory"]
         return [f"{s.name} {s.version}: {s.reason}" for s in self._statuses if not s.ready]
-
-    def default_models(self) -> list[LoadedModel]:
-        return [s.model for s in self._default.values() if s.model is not None]
 
     def get(self, name: str, version: str | None = None) -> LoadedModel:
         status = self._default.get(name) if version is None else self._by_key.get((name, version))

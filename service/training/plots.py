@@ -9,12 +9,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import roc_curve
 
-from service.training.cohort import FloatArray, IntArray  # noqa: E402
-from service.training.metrics import auc, calibration_bins  # noqa: E402
+from service.training.cohort import FloatArray, IntArray
+from service.training.metrics import auc, calibration_bins
 
 _METADATA = {"Software": None}  # keep the PNGs free of version strings
 

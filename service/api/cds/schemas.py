@@ -16,9 +16,9 @@ class PatientViewContext(Schema):
     class Meta:
         unknown = RAISE
 
-    userId = fields.String(required=True, validate=validate.Regexp(USER_REFERENCE))  # noqa: N815
-    patientId = fields.String(required=True, validate=validate.Length(min=1, max=64))  # noqa: N815
-    encounterId = fields.String(validate=validate.Length(min=1, max=64))  # noqa: N815
+    userId = fields.String(required=True, validate=validate.Regexp(USER_REFERENCE))
+    patientId = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    encounterId = fields.String(validate=validate.Length(min=1, max=64))
 
 
 class CdsRequest(Schema):
@@ -29,9 +29,9 @@ class CdsRequest(Schema):
         unknown = EXCLUDE
 
     hook = fields.String(required=True)
-    hookInstance = fields.UUID(required=True)  # noqa: N815
-    fhirServer = fields.Url(require_tld=False, schemes={"http", "https"})  # noqa: N815
-    fhirAuthorization = fields.Dict()  # noqa: N815
+    hookInstance = fields.UUID(required=True)
+    fhirServer = fields.Url(require_tld=False, schemes={"http", "https"})
+    fhirAuthorization = fields.Dict()
     context = fields.Nested(PatientViewContext, required=True)
     prefetch = fields.Dict(
         keys=fields.String(), values=fields.Raw(allow_none=True), allow_none=True
@@ -57,7 +57,7 @@ class OverrideReason(Schema):
         unknown = RAISE
 
     reason = fields.Nested(Coding)
-    userComment = fields.String()  # noqa: N815
+    userComment = fields.String()
 
 
 class AcceptedSuggestion(Schema):
@@ -73,9 +73,9 @@ class FeedbackItem(Schema):
 
     card = fields.String(required=True, validate=validate.Length(min=1, max=128))
     outcome = fields.String(required=True, validate=validate.OneOf(["accepted", "overridden"]))
-    acceptedSuggestions = fields.List(fields.Nested(AcceptedSuggestion))  # noqa: N815
-    overrideReason = fields.Nested(OverrideReason)  # noqa: N815
-    outcomeTimestamp = fields.AwareDateTime(required=True)  # noqa: N815
+    acceptedSuggestions = fields.List(fields.Nested(AcceptedSuggestion))
+    overrideReason = fields.Nested(OverrideReason)
+    outcomeTimestamp = fields.AwareDateTime(required=True)
 
     @validates_schema
     def _outcome_fields(self, data: dict[str, Any], **_: Any) -> None:
