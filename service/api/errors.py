@@ -141,8 +141,8 @@ _RULES = {
     "Invalid input type.": ("type", "a JSON object"),
     "Special numeric values (nan or infinity) are not permitted.": ("finite", "a finite number"),
     "Shorter than minimum length 1.": ("length", "at least 1 item"),
-    "Must be one of: base, bitartrate.": ("one_of", "base, bitartrate"),
 }
+_ONE_OF = "Must be one of: "
 
 
 def _rule(message: str) -> tuple[str, str | None]:
@@ -150,6 +150,8 @@ def _rule(message: str) -> tuple[str, str | None]:
         return _RULES[message]
     if message.startswith("give "):
         return "one_of_required", None
+    if message.startswith(_ONE_OF) and message.endswith("."):
+        return "one_of", message[len(_ONE_OF) : -1]  # marshmallow's OneOf lists the choices
     if message.startswith("Length must be between") or message.startswith("Longer than"):
         return "length", "1 to 256 characters" if "256" in message else None
     return "invalid", None

@@ -140,6 +140,13 @@ def detail(a: Assessment) -> str:
             f"| {_md_cell(c.label)} | {_value(c.value, specs[c.feature])} | {_md_cell(unit)} | "
             f"{c.direction} ({c.log_odds:+.2f}) | {_md_cell(observed)} |"
         )
+    if p.extrapolated:
+        lines += [
+            "",
+            "**This estimate is outside the validated range**: at least one input lies beyond the "
+            "range of the cohort the model was derived from, so it was scored at the edge of that "
+            "range. Treat the estimate as an extrapolation, not as a measured risk.",
+        ]
     if p.warnings:
         lines += ["", "**Check before use:**", ""]
         lines += [f"- {w.message}" for w in p.warnings]
@@ -165,10 +172,14 @@ def cards(
     }
     if p.warnings:  # optional members are omitted, never empty
         ext["warnings"] = sorted({w.code for w in p.warnings})
+    ext["extrapolated"] = p.extrapolated
+    indicator = p.band.cds_indicator
+    if p.extrapolated and indicator == "critical":
+        indicator = "warning"  # never critical on an extrapolation alone
     card: dict[str, Any] = {
         "uuid": make_uuid(),
         "summary": summary(_outcome(p.model.kind), a.mapping.title, p.probability, p.band.name),
-        "indicator": p.band.cds_indicator,
+        "indicator": indicator,
         "detail": detail(a),
         "source": {"label": f"{p.model.name} model {p.model.version}", "url": card_url},
         "overrideReasons": [

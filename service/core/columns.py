@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from service.core.kinds.base import ModelKind
-from service.core.linear import expit
+from service.core.linear import bounded_expit
 from service.core.registry import LoadedModel
 from service.core.rules import BoolArray, FloatArray, InputRule
 from service.core.units import DEFAULT_UNITS, UnitTable
@@ -144,7 +144,7 @@ def score_canonical(model: LoadedModel, columns: Mapping[str, FloatArray]) -> Co
     linear = model.linear
     n = len(plain)
     # Elementwise w * (x - mean) rounds exactly as LinearForm.contributions does. The sum and the
-    # logistic are taken per row with math.fsum and core.linear.expit, as core.predictor does:
+    # logistic are taken per row with math.fsum and core.linear.bounded_expit, as core.predictor does:
     # numpy's pairwise sum and SIMD exp differ in the last bit, and a caller comparing the V2 and
     # the JSON API answers for one patient must see the same number (~1 us a row).
     contributions = (x - np.asarray(linear.means)) * np.asarray(linear.weights)
@@ -152,7 +152,7 @@ def score_canonical(model: LoadedModel, columns: Mapping[str, FloatArray]) -> Co
     log_odds = np.fromiter(
         (baseline + math.fsum(row) for row in contributions.tolist()), np.float64, n
     )
-    probability = np.fromiter(map(expit, log_odds.tolist()), np.float64, n)
+    probability = np.fromiter(map(bounded_expit, log_odds.tolist()), np.float64, n)
     edges = np.asarray([b.upper for b in model.manifest.risk_bands[:-1]])
     band = np.searchsorted(edges, probability, side="right")
     return ColumnScores(plain, probability, log_odds, contributions, band, x, derived)

@@ -36,6 +36,22 @@ def expit(z: float) -> float:
     return e / (1.0 + e)
 
 
+_JUST_ABOVE_0 = math.nextafter(0.0, 1.0)
+_JUST_BELOW_1 = math.nextafter(1.0, 0.0)
+
+
+def bounded_expit(z: float) -> float:
+    """expit, never exactly 0 or 1: an answer of certainty has no finite log-odds. Only a log-odds
+    beyond about +-37 (which no input inside the derivation range reaches) is held at the nearest
+    float inside (0, 1); below that it is expit itself."""
+    p = expit(z)
+    if p >= 1.0:
+        return _JUST_BELOW_1
+    if p <= 0.0:
+        return _JUST_ABOVE_0
+    return p
+
+
 def from_pipeline(model: Any, feature_names: Sequence[str]) -> LinearForm:
     """Extract the linear form, refusing anything that is not the expected two-step pipeline."""
     steps = getattr(model, "steps", None)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from service.core.inputs import InputWarning, Resolved
-from service.core.linear import expit
+from service.core.linear import bounded_expit
 from service.core.manifest import RiskBand
 from service.core.registry import LoadedModel
 
@@ -49,15 +50,41 @@ class Prediction(NamedTuple):
     """Sorted by magnitude, largest first."""
     derived: dict[str, float]
     warnings: tuple[InputWarning, ...]
+    extrapolated: bool = False
+    """True when a feature lay outside the derivation cohort's range (scored at its edge)."""
 
 
 def predict(model: LoadedModel, resolved: Resolved) -> Prediction:
+    """Score one patient. A feature outside the derivation cohort's range is scored at the
+    nearest edge of that range, and the prediction says so (extrapolated, with a warning naming
+    the value given): a straight line beyond the data is what turned 20 L of FFP into certainty.
+    """
     linear = model.linear
-    x = resolved.features
+    x: Sequence[float] = resolved.features
+    features = model.manifest.features
+    warnings = list(resolved.warnings)
+    extrapolated = False
+    for j, (f, v) in enumerate(zip(features, resolved.features, strict=True)):
+        low, high = f.derivation_range
+        if not low <= v <= high:
+            if not extrapolated:
+                x = list(x)  # the caller's features stay as given
+                extrapolated = True
+            edge = low if v < low else high
+            assert isinstance(x, list)
+            x[j] = edge
+            warnings.append(
+                InputWarning(
+                    f.name,
+                    "extrapolation",
+                    f"{f.label} {v:.6g} {f.unit} lies outside the derivation cohort's range "
+                    f"{low:.4g} to {high:.4g}: scored at {edge:.4g}, the edge of the validated "
+                    "range; the estimate is an extrapolation",
+                )
+            )
     terms = linear.contributions(x)
     log_odds = linear.baseline + math.fsum(terms)
-    probability = expit(log_odds)
-    features = model.manifest.features
+    probability = bounded_expit(log_odds)
     # tuple.__new__ is what Contribution(...) calls, without its Python-level __new__ (a single
     # prediction builds one per feature, and this is the service's hot path).
     contributions = [
@@ -66,18 +93,6 @@ def predict(model: LoadedModel, resolved: Resolved) -> Prediction:
     ]
     # Largest magnitude first; the sort is stable, so ties keep the manifest's feature order.
     contributions.sort(key=_magnitude_descending)
-    warnings = list(resolved.warnings)
-    for f, v in zip(features, x, strict=True):
-        low, high = f.derivation_range
-        if not low <= v <= high:
-            warnings.append(
-                InputWarning(
-                    f.name,
-                    "extrapolation",
-                    f"{f.label} {v:.4g} {f.unit} lies outside the derivation cohort's range "
-                    f"{low:.4g} to {high:.4g}; the prediction is an extrapolation",
-                )
-            )
     return Prediction(
         model=model,
         probability=probability,
@@ -87,6 +102,7 @@ def predict(model: LoadedModel, resolved: Resolved) -> Prediction:
         contributions=tuple(contributions),
         derived=resolved.derived,
         warnings=tuple(warnings),
+        extrapolated=extrapolated,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service.core.units import UnitTable
+from service.core.units import IMPLAUSIBLE_BELOW, UNIT_SLIP_CHECKED, UnitTable
 from service.errors import FieldError
 
 FloatArray = npt.NDArray[np.float64]
@@ -164,12 +164,69 @@ class Collector:
             canonical /= weight_kg
         if quiet(canonical, rule):
             return canonical  # nothing to report, so nothing to word
+        if self._unit_slip(path, value, unit, canonical, rule, conv.per_weight):
+            return math.nan
         shown = (
             f"{value:g} {unit}"
             if unit == rule.unit and salt_factor == 1.0
             else f"{value:g} {unit} (= {canonical:.4g} {rule.unit})"
         )
         return self.number(f"{path}.value", canonical, rule, shown)
+
+    def _unit_slip(
+        self,
+        path: str,
+        value: float,
+        unit: str,
+        canonical: float,
+        rule: InputRule,
+        per_weight: bool,
+    ) -> bool:
+        """Refuse a value implausible for the unit given, naming the unit that makes it usual
+        (core.units.UNIT_SLIP_CHECKED, IMPLAUSIBLE_BELOW). True when refused."""
+        assert rule.quantity is not None
+        floor = IMPLAUSIBLE_BELOW.get(rule.quantity)
+        # Below the hard bounds is a range error; between them and the floor, implausible.
+        below_floor = floor is not None and rule.hard.contains(canonical) and canonical < floor
+        likely: list[str] = []
+        if rule.quantity in UNIT_SLIP_CHECKED and not per_weight and math.isfinite(canonical):
+            for other in self.units.accepted(rule.quantity):
+                conv = self.units.rule(rule.quantity, other)
+                if conv is None or conv.per_weight or other == unit:
+                    continue
+                if rule.soft.contains(value * conv.factor) and rule.hard.contains(
+                    value * conv.factor
+                ):
+                    likely.append(other)
+        here = f"{rule.label} {value:g} {unit} is {canonical:.3g} {rule.unit}"
+        if likely and not rule.hard.contains(canonical):
+            # Refused by the hard bounds anyway: the range error says which unit fits.
+            self.error(
+                f"{path}.value",
+                f"{here}, outside the allowed range; {value:g} {likely[0]} would be usual: "
+                f"check the unit (did you mean {' or '.join(likely)}?)",
+                "range",
+                rule.hard.describe(rule.unit),
+            )
+            return True
+        if not (below_floor or (likely and canonical < rule.soft.low)):
+            return False
+        if likely:
+            self.error(
+                f"{path}.value",
+                f"{here}, which is not plausible; {value:g} {likely[0]} would be usual: "
+                f"check the unit (did you mean {' or '.join(likely)}?)",
+                "implausible_for_unit",
+                ", ".join(likely),
+            )
+        else:
+            self.error(
+                f"{path}.value",
+                f"{here}, which is not a plausible value in any unit",
+                "implausible_for_unit",
+                f"at least {floor:g} {rule.unit}",
+            )
+        return True
 
 
 def usual(rule: InputRule, values: FloatArray) -> BoolArray:

@@ -63,6 +63,20 @@ UNITS: dict[str, tuple[str, dict[str, UnitRule]]] = {
     "ffp_volume": ("mL", {"mL": UnitRule(1.0), "L": UnitRule(1000.0)}),
 }
 
+IMPLAUSIBLE_BELOW: dict[str, float] = {
+    # A platelet count under 1 x10^9/L (including 0) is not a measurement but a unit slip:
+    # 80 "/uL" meant 80 x10^9/L becomes 0.08.
+    "platelets": 1.0,
+}
+"""quantity -> the canonical value below which no unit makes the value plausible: refused."""
+
+UNIT_SLIP_CHECKED = frozenset({"lactate", "platelets"})
+"""Quantities whose accepted units differ by a factor that a slip turns into a still-numeric but
+wrong value (lactate mg/dL vs mmol/L: 9x; platelets /uL vs 10*3/uL: 1000x). A value below the
+usual range (or outside the hard bounds) that another accepted unit would make usual is refused,
+naming that unit. Rates are not checked: their usual range starts at 0, so every slip to a
+smaller unit looks usual."""
+
 FFP_UNIT_CODES = ("{unit}", "[iU]", "unit", "units")
 """FFP given in bags: accepted only when ECMO_FFP_ML_PER_UNIT is configured."""
 

@@ -65,7 +65,10 @@ TEXT = mostly(
 def quantity(salt: bool = False) -> st.SearchStrategy[Any]:
     salts: dict[str, Any] = {}
     if salt:
-        salts["salt"] = mostly(st.sampled_from(["base", "bitartrate"]), st.just("Base") | WRONG)
+        salts["salt"] = mostly(
+            st.sampled_from(["base", "bitartrate_anhydrous", "bitartrate_monohydrate"]),
+            st.just("bitartrate") | st.just("Base") | WRONG,
+        )
     return mostly(
         mutated(st.fixed_dictionaries({"value": NUMBER, "unit": TEXT}, optional=salts)), WRONG
     )
@@ -240,7 +243,11 @@ def test_valid_bodies_take_the_fast_path_with_the_schemas_result():
                     "apache_ii": 22.0,
                     "lactate_24h": {"value": 25, "unit": "mg/dL"},
                     "infusions_0h": {
-                        "norepinephrine": {"value": 0.2, "unit": "ug/kg/min", "salt": "bitartrate"},
+                        "norepinephrine": {
+                            "value": 0.2,
+                            "unit": "ug/kg/min",
+                            "salt": "bitartrate_monohydrate",
+                        },
                         "dobutamine": {"value": 5, "unit": "ug/kg/min"},
                     },
                     "infusions_24h": {},

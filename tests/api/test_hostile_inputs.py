@@ -439,8 +439,11 @@ def bound_rows() -> list[Case]:
         add(W, f"apache_ii {value}", weaning(apache_ii=value), "inputs.apache_ii", inside)
     lactate: dict[str, list[tuple[float, bool]]] = {
         "mmol/L": [(0.1, True), (30, True), (0.099, False), (30.01, False)],
-        "mg/dL": [(0.91, True), (270.2, True), (0.9, False), (270.3, False)],
-        "umol/L": [(100, True), (30_000, True), (99, False), (30_001, False)],
+        # 0.91 mg/dL (0.101 mmol/L) is inside the hard bounds, but 0.91 mmol/L is the usual
+        # reading: refused as implausible for its unit (tests/api/test_clinical_safety.py).
+        "mg/dL": [(4.6, True), (270.2, True), (0.9, False), (270.3, False)],
+        # 100 umol/L (0.1 mmol/L) reads as 100 mg/dL mistyped: refused as implausible for its unit.
+        "umol/L": [(200, True), (30_000, True), (99, False), (30_001, False)],
     }
     for unit, values in lactate.items():
         for value, inside in values:
@@ -495,13 +498,13 @@ def bound_rows() -> list[Case]:
     for value, inside in ((30, True), (30.12, False)):
         body = weaning(vis_0h=None, infusions_0h={"dopamine": q(value, "ug/kg/min")})
         add(W, f"dopamine at 0 h {value}", body, "inputs.infusions_0h.dopamine.value", inside)
-    for value, inside in ((3 * 1.89, True), (3.01 * 1.89, False)):
-        body = weaning(
-            vis_24h=None, infusions_24h={"norepinephrine": q(value, "ug/kg/min", salt="bitartrate")}
-        )
+    monohydrate = 337.29 / 169.18
+    for value, inside in ((3 * monohydrate, True), (3.01 * monohydrate, False)):
+        salted = q(value, "ug/kg/min", salt="bitartrate_monohydrate")
+        body = weaning(vis_24h=None, infusions_24h={"norepinephrine": salted})
         add(
             W,
-            f"norepinephrine bitartrate {value:g}",
+            f"norepinephrine bitartrate monohydrate {value:g}",
             body,
             "inputs.infusions_24h.norepinephrine.value",
             inside,
@@ -591,11 +594,13 @@ def bound_rows() -> list[Case]:
         False,
     )
     platelets: dict[str, list[tuple[float, bool]]] = {
-        "10*9/L": [(0, True), (2000, True), (-0.1, False), (2000.1, False)],
-        "10*3/uL": [(0, True), (2000, True), (-0.1, False), (2000.1, False)],
-        "/nL": [(0, True), (2000, True), (-0.1, False), (2000.1, False)],
-        "K/uL": [(0, True), (2000, True), (-0.1, False), (2000.1, False)],
-        "/uL": [(0, True), (2_000_000, True), (2_000_100, False), (-1, False)],
+        # A count below 1 x10^9/L (0 included) is refused as implausible in any unit
+        # (tests/api/test_clinical_safety.py).
+        "10*9/L": [(1, True), (2000, True), (-0.1, False), (2000.1, False)],
+        "10*3/uL": [(1, True), (2000, True), (-0.1, False), (2000.1, False)],
+        "/nL": [(1, True), (2000, True), (-0.1, False), (2000.1, False)],
+        "K/uL": [(1, True), (2000, True), (-0.1, False), (2000.1, False)],
+        "/uL": [(1000, True), (2_000_000, True), (2_000_100, False), (-1, False)],
     }
     for unit, values in platelets.items():
         for value, inside in values:
@@ -747,7 +752,12 @@ def test_ffp_in_bags_obeys_the_ml_bounds_once_a_bag_size_is_configured(
     if inside:
         assert response.status_code == 200, body
         ffp = next(c for c in body["contributions"] if c["feature"] == "ffp_volume_ml")
-        assert ffp["value"] == value * FFP_ML_PER_UNIT
+        ml = value * FFP_ML_PER_UNIT
+        if body["extrapolated"]:  # beyond the derivation range: scored at its edge, value named
+            assert ffp["value"] < ml
+            assert any(f"{ml:g}" in w["message"] for w in body["warnings"])
+        else:
+            assert ffp["value"] == ml
     else:
         assert response.status_code == 422, body
         assert {(e["path"], e["rule"]) for e in body["errors"]} == {

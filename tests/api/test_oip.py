@@ -48,7 +48,7 @@ def test_server_metadata_and_health(client: FlaskClient) -> None:
 @pytest.mark.parametrize("name", ["weaning", "ich"])
 def test_every_model_has_metadata(client: FlaskClient, name: str) -> None:
     meta = client.get(f"/v2/models/{name}").get_json()
-    assert meta["name"] == name and len(meta["inputs"]) == 4 and len(meta["outputs"]) == 6
+    assert meta["name"] == name and len(meta["inputs"]) == 4 and len(meta["outputs"]) == 7
 
 
 def test_model_metadata_lists_inputs_with_units(client: FlaskClient) -> None:

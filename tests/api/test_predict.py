@@ -114,7 +114,12 @@ def test_raw_infusion_rates_give_the_same_probability_as_the_vis_they_imply(
         "lactate_24h": WEANING_INPUTS["lactate_24h"],
         "body_weight": {"value": 176.37, "unit": "[lb_av]"},  # 80.0 kg
         "infusions_0h": {
-            "norepinephrine": {"value": 0.378, "unit": "ug/kg/min", "salt": "bitartrate"},
+            # 0.2 ug/kg/min of base (169.18 g/mol) as the anhydrous bitartrate (319.27 g/mol)
+            "norepinephrine": {
+                "value": 0.2 * 319.27 / 169.18,
+                "unit": "ug/kg/min",
+                "salt": "bitartrate_anhydrous",
+            },
             "dobutamine": {"value": 24, "unit": "mg/h"},  # 5 ug/kg/min at 80 kg
             "vasopressin": {"value": 1.92, "unit": "U/h"},  # 0.0004 U/kg/min
         },

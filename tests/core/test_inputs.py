@@ -68,9 +68,13 @@ def test_infusion_rates_give_the_vis_they_imply() -> None:
     assert r.features == pytest.approx(direct.features, abs=1e-12)
 
 
-def test_norepinephrine_bitartrate_is_converted_to_base() -> None:
-    salt = {"value": 0.189, "unit": "ug/kg/min", "salt": "bitartrate"}
-    r = resolve(WEANING, weaning(vis_0h=None, infusions_0h={"norepinephrine": salt}))
+@pytest.mark.parametrize(
+    ("salt", "molar_mass"), [("bitartrate_anhydrous", 319.27), ("bitartrate_monohydrate", 337.29)]
+)
+def test_norepinephrine_bitartrate_is_converted_to_base(salt: str, molar_mass: float) -> None:
+    # 0.1 ug/kg/min of base (169.18 g/mol) charted as the salt: VIS 10.
+    rate = {"value": 0.1 * molar_mass / 169.18, "unit": "ug/kg/min", "salt": salt}
+    r = resolve(WEANING, weaning(vis_0h=None, infusions_0h={"norepinephrine": rate}))
     assert r.derived["vis_0h"] == pytest.approx(10.0)
 
 

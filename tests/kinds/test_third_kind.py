@@ -56,8 +56,16 @@ def client(model_dir: Path, tmp_path: Path) -> Iterator[FlaskClient]:
 
 
 def expected_probability(model_dir: Path, sofa_score: float, lactate_mmol_l: float) -> float:
-    pipeline = joblib.load(model_dir / "sofa" / "1.0.0" / "model.joblib")
-    return float(predict_proba(pipeline, np.array([[sofa_score, lactate_mmol_l]]))[0])
+    """sklearn's own answer, with each feature held inside the derivation range as the service
+    scores it (an input beyond the range is scored at its edge)."""
+    version = model_dir / "sofa" / "1.0.0"
+    pipeline = joblib.load(version / "model.joblib")
+    features = json.loads((version / "manifest.json").read_text())["features"]
+    x = [
+        min(max(v, f["derivation_range"][0]), f["derivation_range"][1])
+        for v, f in zip((sofa_score, lactate_mmol_l), features, strict=True)
+    ]
+    return float(predict_proba(pipeline, np.array([x]))[0])
 
 
 def inputs(score: Any = 8, value: float = LACTATE_MG_DL, unit: str = "mg/dL") -> dict[str, Any]:

@@ -5,7 +5,7 @@ Endpoints: GET /v2, /v2/health/live, /v2/health/ready, /v2/models/<name>[/versio
 patient per row), in the same canonical names as the JSON API. A quantity that has alternative
 units must say its unit in the input's `parameters.unit` (the same whitelist as the JSON API);
 nothing is assumed. Outputs: probability, log_odds, baseline_log_odds (FP64 [n]), contributions
-(FP64 [n, features]), risk_band and warnings (BYTES [n]; warnings are JSON strings). Rows that pass
+(FP64 [n, features]), risk_band and warnings (BYTES [n]; warnings are JSON strings), extrapolated (BOOL [n]). Rows that pass
 every rule without a warning are scored as numpy columns; the others go through the same
 per-patient path as the JSON API, which words every error and warning (core.scoring). Errors
 keep the service's one problem+json shape and add the OIP `error` member, so V2 clients find
@@ -149,7 +149,9 @@ def create_oip_blueprint(deps: Deps) -> Blueprint:
         ]
         # Rows with a warning (or a form the column path does not take) were scored one by one.
         warnings = ["[]"] * n
+        extrapolated = [False] * n  # plain rows lie inside the derivation range
         for i, p in batch.predictions.items():
+            extrapolated[i] = p.extrapolated
             probability[i], log_odds[i] = p.probability, p.log_odds
             by_feature = {c.feature: c.log_odds for c in p.contributions}
             contributions[i] = [by_feature[f] for f in features]
@@ -169,6 +171,7 @@ def create_oip_blueprint(deps: Deps) -> Blueprint:
             "risk_band": band_names,
             "contributions": contributions.ravel().tolist(),
             "warnings": warnings,
+            "extrapolated": extrapolated,
         }
         wanted = [o["name"] for o in req.get("outputs", [])] or list(OUTPUTS)
         body: dict[str, Any] = {

@@ -64,6 +64,11 @@ OUTPUTS = {
         "JSON list of {path, code, message} per patient: values outside the usual range, "
         "extrapolation beyond the derivation cohort (usually [])",
     ),
+    "extrapolated": (
+        "BOOL",
+        "true when an input lay outside the derivation cohort's range: it was scored at the edge "
+        "of that range and the estimate is an extrapolation",
+    ),
 }
 
 

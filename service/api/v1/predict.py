@@ -37,6 +37,7 @@ def _body(
     contributions: list[dict[str, Any]],
     derived: dict[str, float],
     warnings: list[dict[str, str]],
+    extrapolated: bool,
 ) -> dict[str, Any]:
     """The one place a prediction's JSON is written (both paths below call it)."""
     return {
@@ -48,6 +49,7 @@ def _body(
         "contributions": contributions,
         "derived": derived,
         "warnings": warnings,
+        "extrapolated": extrapolated,
     }
 
 
@@ -86,6 +88,7 @@ def prediction_body(p: Prediction) -> dict[str, Any]:
         _contributions(names, labels, units, values, terms, range(len(cs))),
         p.derived,
         [{"path": w.path, "code": w.code, "message": w.message} for w in p.warnings],
+        p.extrapolated,
     )
 
 
@@ -117,6 +120,7 @@ def column_bodies(model: LoadedModel, scores: ColumnScores) -> list[dict[str, An
             _contributions(names, labels, units, values[i], contributions[i], ranks[i]),
             dict(zip(derived_names, derived[i], strict=True)) if derived else {},
             [],
+            False,  # a plain row lies inside the derivation range (core.columns checks it)
         )
         if plain
         else None

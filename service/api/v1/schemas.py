@@ -14,12 +14,13 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from service.core.kinds.base import InputField, ModelKind
+from service.core.kinds.weaning import NOREPINEPHRINE_SALTS
 
 REFERENCE = validate.Length(min=1, max=256)
 REFERENCES = ("patient_reference", "encounter_reference", "correlation_id")
 """Optional strings a caller may attach to a patient; echoed in the answer."""
 UNIT = validate.Length(min=1, max=32)
-SALT = validate.OneOf(["base", "bitartrate"])
+SALT = validate.OneOf(list(NOREPINEPHRINE_SALTS))
 
 
 class StrictNumber(fields.Float):

@@ -32,15 +32,39 @@ STROKE_HISTORY = InputRule("history of stroke", "yes/no", Bounds(0, 1), Bounds(0
 def _resolve(c: Collector, inputs: Mapping[str, Any]) -> tuple[list[float], dict[str, float]]:
     derived: dict[str, float] = {}
     if inputs.get("gwr") is not None:
-        gwr = c.number("gwr", float(inputs["gwr"]), GWR)
+        given = float(inputs["gwr"])
+        if not GWR.hard.contains(given) and GREY_MATTER_HU.hard.contains(given):
+            c.error(
+                "gwr",
+                f"a grey-white matter ratio of {given:g} looks like an attenuation in HU: send "
+                "grey_matter_hu and white_matter_hu instead (the ratio is grey / white)",
+                "implausible_for_unit",
+                f"{GWR.hard.describe(GWR.unit)}; HU values as grey_matter_hu and white_matter_hu",
+            )
+            gwr = math.nan
+        else:
+            gwr = c.number("gwr", given, GWR)
     else:
-        grey = c.number("grey_matter_hu", float(inputs["grey_matter_hu"]), GREY_MATTER_HU)
-        white = c.number(
-            "white_matter_hu",
-            float(inputs["white_matter_hu"]),
-            WHITE_MATTER_HU,
-        )
-        if c.errors:
+        errors_before = len(c.errors)
+        hu: dict[str, float] = {}
+        for name, rule in (
+            ("grey_matter_hu", GREY_MATTER_HU),
+            ("white_matter_hu", WHITE_MATTER_HU),
+        ):
+            value = float(inputs[name])
+            if not rule.hard.contains(value) and GWR.hard.contains(value):
+                c.error(
+                    name,
+                    f"an attenuation of {value:g} HU looks like a grey-white matter ratio: send "
+                    "it as gwr instead",
+                    "implausible_for_unit",
+                    f"{rule.hard.describe('HU')}; a ratio as gwr",
+                )
+                hu[name] = math.nan
+            else:
+                hu[name] = c.number(name, value, rule)
+        grey, white = hu["grey_matter_hu"], hu["white_matter_hu"]
+        if len(c.errors) > errors_before:
             gwr = math.nan  # the HU values are already reported; their ratio would only repeat it
         else:
             ratio = grey / white

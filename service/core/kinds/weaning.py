@@ -57,8 +57,15 @@ VIS_WEIGHTS: dict[str, float] = {
     "norepinephrine": 100.0,
 }
 
-NOREPINEPHRINE_BITARTRATE_PER_BASE = 1.89
-"""1 mg norepinephrine base is about 1.89 mg of the bitartrate salt."""
+NOREPINEPHRINE_SALTS: dict[str, float] = {
+    # mg of the charted form per mg of norepinephrine base, from molar masses: base 169.18,
+    # bitartrate anhydrous 319.27 (C8H11NO3 . C4H6O6), bitartrate monohydrate 337.29 (+ H2O).
+    "base": 1.0,
+    "bitartrate_anhydrous": 319.27 / 169.18,  # 1.887
+    "bitartrate_monohydrate": 337.29 / 169.18,  # 1.994, what many labels state
+}
+"""The `salt` a norepinephrine rate may be charted as; the rate is divided by its factor to give
+the base rate. A plain "bitartrate" is refused: the two hydrates differ by 5 %."""
 
 VIS_RULE = InputRule("vasoactive-inotropic score", "", Bounds(0, 600), Bounds(0, 250))
 LACTATE_RULE = InputRule("lactate", "mmol/L", Bounds(0.1, 30), Bounds(0.5, 20), "lactate")
@@ -75,8 +82,8 @@ def _vis(c: Collector, path: str, infusions: Mapping[str, Any], weight: float | 
         if qty is None:
             continue  # not infused
         salt = 1.0
-        if drug == "norepinephrine" and qty.get("salt") == "bitartrate":
-            salt = 1.0 / NOREPINEPHRINE_BITARTRATE_PER_BASE
+        if drug == "norepinephrine":
+            salt = 1.0 / NOREPINEPHRINE_SALTS[qty.get("salt") or "base"]
         rate = c.quantity(f"{path}.{drug}", qty, RATE_RULES[drug], weight, salt)
         total += weight_factor * rate
     if len(c.errors) > errors_before or math.isnan(total):
