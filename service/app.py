@@ -146,11 +146,25 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     for status in registry.statuses:
         if status.ready:
-            log.info("model ready", extra={"model": status.name, "version": status.version})
+            log.info(
+                "model ready",
+                extra={
+                    "model": status.name,
+                    "version": status.version,
+                    "default_reason": status.default_reason,
+                },
+            )
         else:
+            # The detail may name paths: the log is where they belong, never a response.
             log.error(
                 "model not served",
-                extra={"model": status.name, "version": status.version, "reason": status.reason},
+                extra={
+                    "model": status.name,
+                    "version": status.version,
+                    "reason": status.reason,
+                    "detail": status.detail,
+                    "model_dir": str(settings.model_dir),
+                },
             )
     log.info(
         "service started",

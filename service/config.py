@@ -23,7 +23,7 @@ class Settings:
     model_dir: Path = REPO_MODELS_DIR
     """Directory of <name>/<version>/manifest.json; mount a hospital's models here."""
     default_versions: dict[str, str] = field(default_factory=dict)
-    """name=version pins; otherwise the highest version present is the default."""
+    """name=version pins; otherwise the newest site-validated, else the oldest version (registry.py)."""
     max_batch: int = 1000
     """Most patients one batch request may carry."""
     max_body_bytes: int = 4 * 1024 * 1024

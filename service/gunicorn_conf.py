@@ -62,9 +62,17 @@ def on_starting(server: Any) -> None:
 def on_reload(server: Any) -> None:
     """SIGHUP: rebuild the app in the master (re-reading the model directory) before new workers fork.
 
-    With preload_app gunicorn would otherwise keep serving the app it built at start.
+    With preload_app gunicorn would otherwise keep serving the app it built at start. A model
+    version that fails only marks itself not ready (the registry); should building the app fail
+    for any other reason, the master keeps the app it has and says so: an exception here would
+    end the master, and every pod reloading a shared volume would go down at once.
     """
-    server.app.callable = server.app.load()
+    try:
+        server.app.callable = server.app.load()
+    except BaseException as exc:  # noqa: BLE001 - SystemExit too: gunicorn's loader raises it
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        server.log.exception("reload failed; still serving the app built before the SIGHUP")
 
 
 def pre_fork(server: Any, worker: Any) -> None:

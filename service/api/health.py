@@ -1,4 +1,5 @@
-"""GET /health/live (the process answers) and GET /health/ready (every model verified; else 503)."""
+"""GET /health/live (the process answers) and GET /health/ready (every model's default version
+verified; else 503). Both list each version with its state and reason, never a filesystem path."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def create_health_blueprint(deps: Deps) -> Blueprint:
                     ("name", s.name),
                     ("version", s.version),
                     ("ready", s.ready),
+                    ("default", s.default),
+                    ("default_reason", s.default_reason),
                     ("reason", s.reason),
                 )
                 if v is not None

@@ -16,6 +16,7 @@ from service.errors import ArtifactRejected
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
 CDS_INDICATORS = ("info", "warning", "critical")
+SITE_VALIDATION_STATUSES = ("passed", "failed", "not_run")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,19 @@ class SelfTest:
 
 
 @dataclass(frozen=True)
+class SiteValidation:
+    """What `ecmo-validate` recorded about this version on a hospital's own cohort (optional).
+
+    Only status "passed" lets a version become the default without a pin (registry.py)."""
+
+    status: str
+    cohort_sha256: str | None
+    n: int | None
+    events: int | None
+    date: str | None
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     kind: str
@@ -59,6 +73,9 @@ class Manifest:
     card_file: str | None
     raw: dict[str, Any]
     """The whole document, served as-is by the manifest endpoint."""
+    site_validation: SiteValidation | None = None
+    parent_version: str | None = None
+    """The version this one was derived from (recalibration), when it was."""
 
     def band_for(self, p: float) -> RiskBand:
         for band in self.risk_bands:
@@ -144,6 +161,9 @@ def parse_manifest(doc: Any) -> Manifest:
             "manifest has no self_tests: a model that cannot be checked is not served"
         )
     card = doc.get("card")
+    parent = doc.get("parent_version")
+    if parent is not None and not isinstance(parent, str):
+        raise ArtifactRejected("manifest field parent_version has the wrong type")
     return Manifest(
         name=_get(doc, "name", str),
         kind=_get(doc, "kind", str),
@@ -156,6 +176,32 @@ def parse_manifest(doc: Any) -> Manifest:
         self_tests=tuple(tests),
         card_file=card if isinstance(card, str) else None,
         raw=doc,
+        site_validation=_site_validation(doc.get("site_validation")),
+        parent_version=parent,
+    )
+
+
+def _optional(doc: Mapping[str, Any], key: str, typ: type, where: str) -> Any:
+    return _get(doc, key, typ, where) if doc.get(key) is not None else None
+
+
+def _site_validation(value: Any) -> SiteValidation | None:
+    if value is None:
+        return None
+    w = "site_validation."
+    if not isinstance(value, dict):
+        raise ArtifactRejected("manifest field site_validation must be an object")
+    status = _get(value, "status", str, w)
+    if status not in SITE_VALIDATION_STATUSES:
+        raise ArtifactRejected(
+            f"manifest field site_validation.status must be one of {SITE_VALIDATION_STATUSES}"
+        )
+    return SiteValidation(
+        status=status,
+        cohort_sha256=_optional(value, "cohort_sha256", str, w),
+        n=_optional(value, "n", int, w),
+        events=_optional(value, "events", int, w),
+        date=_optional(value, "date", str, w),
     )
 
 

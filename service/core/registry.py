@@ -3,8 +3,18 @@
 Layout: <model_dir>/<name>/<version>/manifest.json beside the artifact it names. For each version:
 read and parse the manifest, check the artifact's sha256 *before* unpickling it, check the
 scikit-learn version it was written with, load it, check the feature order, and replay the
-manifest's self-tests. A version that fails any step is kept as a failed entry whose reason
-readiness reports; the others keep serving.
+manifest's self-tests. A version that fails any step, or whose files cannot even be read, is kept
+as a failed entry whose reason readiness reports; the others keep serving. Reasons name files
+inside the version directory, never filesystem paths (clients see them); `detail` keeps the
+exception as raised, for the log.
+
+Which version is the default (the one served without ?version= and by CDS Hooks), per model:
+1. the version pinned in ECMO_DEFAULT_VERSIONS, whatever its state ("pinned");
+2. else the newest verified version whose manifest records a passed site validation
+   ("site_validation_passed");
+3. else the oldest verified version, the one deployed first ("oldest_version").
+A new version therefore never takes over by being newer, and a version that fails verification
+(a half-copied directory) is never the default unless it is pinned.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import joblib
@@ -26,6 +36,10 @@ from service.core.specs import MODEL_KINDS, ModelKind
 from service.errors import ArtifactRejected, ModelNotReady, UnknownModel
 
 SELF_TEST_TOLERANCE = 1e-9
+PINNED = "pinned"
+SITE_VALIDATED = "site_validation_passed"
+OLDEST = "oldest_version"
+DEFAULT_REASONS = (PINNED, SITE_VALIDATED, OLDEST)
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,10 @@ class ModelStatus:
     default: bool
     reason: str | None
     model: LoadedModel | None
+    default_reason: str | None = None
+    """Why this version is the default: one of DEFAULT_REASONS; None when it is not."""
+    detail: str | None = None
+    """The failure as raised (may name paths): for the log only, never for a client."""
 
 
 def _version_key(version: str) -> tuple[tuple[int, str], ...]:
@@ -77,7 +95,9 @@ def load_version(version_dir: Path) -> LoadedModel:
         doc = json.loads(manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ArtifactRejected(f"{MANIFEST_FILE} is missing") from exc
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise ArtifactRejected(f"{MANIFEST_FILE} could not be read: {_os_reason(exc)}") from exc
+    except ValueError as exc:
         raise ArtifactRejected(f"{MANIFEST_FILE} is not readable JSON: {exc}") from exc
     try:
         manifest = parse_manifest(doc)
@@ -101,7 +121,12 @@ def load_version(version_dir: Path) -> LoadedModel:
     artifact = version_dir / manifest.artifact_file
     if artifact.parent != version_dir or not artifact.is_file():
         raise ArtifactRejected(f"artifact {manifest.artifact_file} is missing")
-    actual = sha256_file(artifact)
+    try:
+        actual = sha256_file(artifact)
+    except OSError as exc:
+        raise ArtifactRejected(
+            f"artifact {manifest.artifact_file} could not be read: {_os_reason(exc)}"
+        ) from exc
     if actual != manifest.artifact_sha256:
         raise ArtifactRejected(
             f"artifact {manifest.artifact_file} sha256 {actual} does not match the manifest "
@@ -116,7 +141,7 @@ def load_version(version_dir: Path) -> LoadedModel:
         estimator = joblib.load(artifact)
     except Exception as exc:  # any unpickling failure means "not served"
         raise ArtifactRejected(
-            f"artifact could not be loaded: {type(exc).__name__}: {exc}"
+            f"artifact could not be loaded: {type(exc).__name__}: {_without_paths(str(exc))}"
         ) from exc
     linear = from_pipeline(estimator, names)
     for i, test in enumerate(manifest.self_tests):
@@ -132,8 +157,29 @@ def load_version(version_dir: Path) -> LoadedModel:
     card = None
     if manifest.card_file:
         card_path = version_dir / manifest.card_file
-        card = card_path.read_text(encoding="utf-8") if card_path.is_file() else None
+        try:
+            card = card_path.read_text(encoding="utf-8") if card_path.is_file() else None
+        except UnicodeDecodeError as exc:
+            raise ArtifactRejected(
+                f"{manifest.card_file} is not UTF-8 (byte {exc.start}): the card must be readable"
+            ) from exc
+        except OSError as exc:
+            raise ArtifactRejected(
+                f"{manifest.card_file} could not be read: {_os_reason(exc)}"
+            ) from exc
     return LoadedModel(manifest, kind, linear, card)
+
+
+def _os_reason(exc: OSError) -> str:
+    """What went wrong, without the path an OSError's text carries."""
+    return exc.strerror or type(exc).__name__
+
+
+_PATH = re.compile(r"(?<![\w.])/[^\s'\"():,]+")
+
+
+def _without_paths(text: str) -> str:
+    return _PATH.sub("<path>", text)
 
 
 class Registry:
@@ -148,23 +194,17 @@ class Registry:
     def load(cls, model_dir: Path, default_versions: Mapping[str, str] | None = None) -> Registry:
         pinned = dict(default_versions or {})
         statuses: list[ModelStatus] = []
-        if model_dir.is_dir():
-            for name_dir in sorted(p for p in model_dir.iterdir() if p.is_dir()):
-                # Every version directory counts, with a manifest or not: one without it is
-                # reported (not ready) rather than skipped, so a broken deploy cannot look healthy.
-                # Hidden entries (a mounted volume's ..data links) are not versions.
-                versions = sorted(
-                    (p for p in name_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                    key=lambda p: _version_key(p.name),
-                )
-                if not versions:
-                    continue
-                default = pinned.get(name_dir.name, versions[-1].name)
-                for vdir in versions:
-                    statuses.append(_status(name_dir.name, vdir, vdir.name == default))
-                if default not in {v.name for v in versions}:
-                    reason = f"configured default version {default} is not in {name_dir}"
-                    statuses.append(ModelStatus(name_dir.name, default, False, True, reason, None))
+        try:
+            name_dirs = sorted(p for p in model_dir.iterdir() if p.is_dir())
+        except OSError as exc:
+            name_dirs = []
+            if model_dir.exists():
+                reason = f"the model directory could not be read: {_os_reason(exc)}"
+                statuses.append(ModelStatus("*", "*", False, False, reason, None, detail=str(exc)))
+        for name_dir in name_dirs:
+            if name_dir.name.startswith("."):
+                continue
+            statuses.extend(_load_model(name_dir, pinned.get(name_dir.name)))
         return cls(statuses)
 
     @property
@@ -173,7 +213,9 @@ class Registry:
 
     @property
     def ready(self) -> bool:
-        return bool(self._statuses) and all(s.ready for s in self._statuses)
+        """Every model has a default that serves. A failed non-default version is reported
+        (statuses, not_ready_reasons) but does not take the others out of service."""
+        return bool(self._default) and all(s.ready for s in self._default.values())
 
     def not_ready_reasons(self) -> list[str]:
         if not self._statuses:
@@ -195,12 +237,61 @@ class Registry:
         return status.model
 
 
-def _status(name: str, vdir: Path, default: bool) -> ModelStatus:
+def _load_model(name_dir: Path, pin: str | None) -> list[ModelStatus]:
+    """Every version of one model, and the default chosen by the policy in the module docstring."""
+    name = name_dir.name
+    try:
+        # Every version directory counts, with a manifest or not: one without it is reported
+        # (not ready) rather than skipped, so a broken deploy cannot look healthy. Hidden entries
+        # (a mounted volume's ..data links, a version staged as .1.2.0 before its rename) are not.
+        vdirs = sorted(
+            (p for p in name_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+            key=lambda p: _version_key(p.name),
+        )
+    except OSError as exc:
+        reason = f"the {name} directory could not be read: {_os_reason(exc)}"
+        return [ModelStatus(name, pin or "*", False, True, reason, None, PINNED, str(exc))]
+    if not vdirs:
+        return []
+    statuses = [_status(name, vdir) for vdir in vdirs]
+    ready = [s for s in statuses if s.ready]
+    validated = [
+        s
+        for s in ready
+        if s.model is not None
+        and (sv := s.model.manifest.site_validation) is not None
+        and sv.status == "passed"
+    ]
+    if pin is not None:
+        chosen, why = pin, PINNED
+    elif validated:
+        chosen, why = validated[-1].version, SITE_VALIDATED
+    elif ready:
+        chosen, why = ready[0].version, OLDEST
+    else:
+        chosen, why = statuses[0].version, OLDEST  # none serves: readiness says why
+    out = [
+        replace(s, default=True, default_reason=why) if s.version == chosen else s for s in statuses
+    ]
+    if chosen not in {s.version for s in statuses}:
+        reason = f"configured default version {chosen} (ECMO_DEFAULT_VERSIONS) is not in the model directory"
+        out.append(ModelStatus(name, chosen, False, True, reason, None, PINNED))
+    return out
+
+
+def _status(name: str, vdir: Path) -> ModelStatus:
     try:
         model = load_version(vdir)
     except ArtifactRejected as exc:
-        return ModelStatus(name, vdir.name, False, default, exc.detail, None)
+        cause = exc.__cause__
+        detail = f"{exc.detail} ({cause!r})" if cause is not None else exc.detail
+        return ModelStatus(name, vdir.name, False, False, exc.detail, None, detail=detail)
+    except Exception as exc:  # noqa: BLE001 - a failure inside one version must stay inside it
+        reason = (
+            f"the version could not be loaded: {type(exc).__name__}: {_without_paths(str(exc))}"
+        )
+        return ModelStatus(name, vdir.name, False, False, reason, None, detail=repr(exc))
     if model.name != name or model.version != vdir.name:
         reason = f"manifest says {model.name} {model.version} but it sits in {name}/{vdir.name}"
-        return ModelStatus(name, vdir.name, False, default, reason, None)
-    return ModelStatus(name, vdir.name, True, default, None, model)
+        return ModelStatus(name, vdir.name, False, False, reason, None)
+    return ModelStatus(name, vdir.name, True, False, None, model)

@@ -92,9 +92,14 @@ def test_a_rejected_model_leaves_the_other_serving(tmp_path: Path) -> None:
     assert reason.startswith("ich 1.0.0: artifact model.joblib sha256")
 
 
-def test_highest_version_is_default_and_others_are_addressable(tmp_path: Path) -> None:
-    write_model(tmp_path, "weaning", "1.2.0", seed=1)
-    write_model(tmp_path, "weaning", "1.10.0", seed=2)
+def test_highest_validated_version_is_default_and_others_are_addressable(
+    tmp_path: Path,
+) -> None:
+    for version, seed in (("1.2.0", 1), ("1.10.0", 2)):  # numeric order, not string order
+        _edit_manifest(
+            write_model(tmp_path, "weaning", version, seed=seed),
+            site_validation={"status": "passed"},
+        )
     registry = Registry.load(tmp_path)
     assert registry.get("weaning").version == "1.10.0"
     assert registry.get("weaning", "1.2.0").version == "1.2.0"

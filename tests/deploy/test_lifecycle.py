@@ -124,12 +124,14 @@ def test_sigterm_completes_in_flight_requests_and_exits_within_graceful_timeout(
 
 
 def _add_version(models: Path, name: str, old: str, new: str) -> None:
-    """Copy a version dir and rewrite its manifest version (the sha256 covers the artifact only).
+    """Copy a version dir and rewrite its manifest version (the sha256 covers the artifact only),
+    recording a passed site validation so that it may become the default without a pin.
     Written under a temporary name first, then renamed, so a reader never sees half a copy."""
     staging = models / name / f".{new}.tmp"
     shutil.copytree(models / name / old, staging)
     manifest = json.loads((staging / "manifest.json").read_text())
     manifest["version"] = new
+    manifest["site_validation"] = {"status": "passed", "n": 400, "events": 60}
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
     staging.rename(models / name / new)
 

@@ -26,6 +26,8 @@ def create_models_blueprint(deps: Deps) -> Blueprint:
                 "default": s.default,
                 "ready": s.ready,
             }
+            if s.default_reason is not None:
+                entry["default_reason"] = s.default_reason
             if s.model is not None:
                 entry["sha256"] = s.model.sha256
                 entry["outcome"] = s.model.kind.outcome
