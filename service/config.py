@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -42,7 +43,8 @@ class Settings:
     keepalive: int = 5
     # CDS Hooks
     public_base_url: str | None = None
-    """Base URL the EHR calls (for the JWT audience) when behind a proxy; else the request URL."""
+    """Base URL the EHR calls: the JWT audience is this + the path called. Required when JWT
+    verification is on: the audience is never derived from the request (its Host header)."""
     cds_jwt_required: bool = False
     cds_jwks_file: Path | None = None
     cds_jwks_urls: tuple[str, ...] = ()
@@ -114,6 +116,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("ECMO_CDS_JWT_REQUIRED needs ECMO_CDS_JWKS_FILE or ECMO_CDS_JWKS_URLS")
     if cds_jwt_required and not issuers:
         raise ConfigError("ECMO_CDS_JWT_REQUIRED needs ECMO_CDS_ALLOWED_ISSUERS")
+    public_base_url = env.get("ECMO_PUBLIC_BASE_URL") or None
+    if public_base_url is not None:
+        parts = urlsplit(public_base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"ECMO_PUBLIC_BASE_URL={public_base_url!r} is not an absolute http(s) URL"
+            )
+    if cds_jwt_required and public_base_url is None:
+        raise ConfigError(
+            "ECMO_CDS_JWT_REQUIRED needs ECMO_PUBLIC_BASE_URL (the URL the EHR calls): the JWT "
+            "audience is never taken from the request's Host header"
+        )
     return Settings(
         model_dir=Path(env.get("ECMO_MODEL_DIR") or REPO_MODELS_DIR),
         default_versions=pins,
@@ -128,7 +142,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         timeout=_int(env, "ECMO_TIMEOUT", 30, 1, 3600),
         graceful_timeout=_int(env, "ECMO_GRACEFUL_TIMEOUT", 30, 1, 3600),
         keepalive=_int(env, "ECMO_KEEPALIVE", 5, 0, 3600),
-        public_base_url=env.get("ECMO_PUBLIC_BASE_URL") or None,
+        public_base_url=public_base_url,
         cds_jwt_required=cds_jwt_required,
         cds_jwks_file=jwks_file,
         cds_jwks_urls=jwks_urls,

@@ -80,6 +80,7 @@ def secured(model_dir: Path, jwks_file: Path) -> Flask:
         Settings(
             model_dir=model_dir,
             cds_jwt_required=True,
+            public_base_url="http://localhost",
             cds_jwks_file=jwks_file,
             cds_allowed_issuers=(ISSUER,),
             cds_clock_skew_seconds=30,
@@ -133,6 +134,7 @@ def secured_with(model_dir: Path, jwks_path: Path) -> FlaskClient:
     settings = Settings(
         model_dir=model_dir,
         cds_jwt_required=True,
+        public_base_url="http://localhost",
         cds_jwks_file=jwks_path,
         cds_allowed_issuers=(ISSUER,),
     )
@@ -244,6 +246,7 @@ def test_an_allowlisted_jku_is_fetched_and_used(
         Settings(
             model_dir=model_dir,
             cds_jwt_required=True,
+            public_base_url="http://localhost",
             cds_jwks_urls=(JKU,),
             cds_allowed_issuers=(ISSUER,),
         )
@@ -301,6 +304,7 @@ def test_an_unreachable_jwks_url_is_refused_with_the_reason(
         Settings(
             model_dir=model_dir,
             cds_jwt_required=True,
+            public_base_url="http://localhost",
             cds_jwks_urls=(JKU,),
             cds_allowed_issuers=(ISSUER,),
         )
@@ -318,6 +322,7 @@ def test_an_unusable_jwks_file_stops_start_up(model_dir: Path, tmp_path: Path) -
     settings = Settings(
         model_dir=model_dir,
         cds_jwt_required=True,
+        public_base_url="http://localhost",
         cds_jwks_file=bad,
         cds_allowed_issuers=(ISSUER,),
     )

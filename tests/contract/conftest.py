@@ -57,6 +57,7 @@ def secured_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     settings = dataclasses.replace(
         shipped_settings(),
         cds_jwt_required=True,
+        public_base_url="http://localhost",
         cds_jwks_file=jwks,
         cds_allowed_issuers=("https://ehr.example.org",),
     )

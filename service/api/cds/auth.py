@@ -7,8 +7,9 @@ Rules, all configured through Settings:
   A token's `jku` must be one of ECMO_CDS_JWKS_URLS exactly; it is fetched by PyJWT's PyJWKClient
   and cached (keys for 5 minutes; an unknown kid triggers one refetch). Without `jku` the file's
   keys are used, else the configured URLs'.
-- `iss` must be in ECMO_CDS_ALLOWED_ISSUERS; `aud` must equal the URL called
-  (ECMO_PUBLIC_BASE_URL + path when set, else the request URL); `exp`, `iat` and `jti` are
+- `iss` must be in ECMO_CDS_ALLOWED_ISSUERS; `aud` must equal the URL called, built from the
+  configured ECMO_PUBLIC_BASE_URL + path (required: never from the request's Host header, which
+  the caller chooses); `exp`, `iat` and `jti` are
   required; `exp`/`iat` are checked with ECMO_CDS_CLOCK_SKEW_SECONDS of leeway.
 - a `jti` is accepted once per issuer until its token expires. The replay cache lives in the
   process: with several gunicorn workers or pods a token could be replayed once per process.
@@ -115,6 +116,11 @@ class CdsTokenVerifier:
         """None when verification is off (ECMO_CDS_JWT_REQUIRED=false)."""
         if not settings.cds_jwt_required:
             return None
+        if not settings.public_base_url:
+            raise ConfigError(
+                "ECMO_CDS_JWT_REQUIRED needs ECMO_PUBLIC_BASE_URL (the URL the EHR calls): the "
+                "JWT audience is never taken from the request's Host header"
+            )
         return cls(
             settings.cds_allowed_issuers,
             settings.cds_jwks_file,

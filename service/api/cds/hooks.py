@@ -64,11 +64,8 @@ def create_cds_blueprint(
     def _authenticate() -> None:
         if request.method == "OPTIONS" or verifier is None:
             return
-        audience = (
-            settings.public_base_url.rstrip("/") + request.path
-            if settings.public_base_url
-            else request.url
-        )
+        # The configured base, never the request's Host (from_settings refuses to start without it).
+        audience = (settings.public_base_url or "").rstrip("/") + request.path
         verifier.verify(request.headers.get("Authorization"), audience)
 
     @bp.after_request
