@@ -21,6 +21,7 @@ from service.api import register_blueprints
 from service.api.cds.auth import CdsTokenVerifier
 from service.api.deps import Deps
 from service.api.errors import register_error_handlers
+from service.api.security import add_security_headers, require_api_keys
 from service.config import Settings, load_settings
 from service.core.fhir import ServiceMapping, load_mappings
 from service.core.registry import Registry
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         # add, not set: nothing else sets these two, so there is no earlier value to look for.
         response.headers.add("X-Request-ID", request_id)
         response.headers.add("Server-Timing", f"app;dur={elapsed * 1000:.3f}")
+        add_security_headers(response)
         if route not in UNMETERED:
             metrics.observe_request(route, method, status, elapsed)
         log_fields(
@@ -141,6 +143,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         )
         return response
 
+    if settings.api_keys_file is not None:
+        require_api_keys(app, settings.api_keys_file)
     register_blueprints(app, deps)
     register_error_handlers(app)
 

@@ -53,6 +53,8 @@ class Settings:
     cds_clock_skew_seconds: int = 60
     fhir_mapping_dir: Path | None = None
     """Per-model FHIR-to-feature mapping files; unset means the shipped defaults."""
+    api_keys_file: Path | None = None
+    """Keys internal callers must send on /v1 and /v2 (one a line); unset means no API keys."""
 
 
 def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
@@ -149,4 +151,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cds_allowed_issuers=issuers,
         cds_clock_skew_seconds=_int(env, "ECMO_CDS_CLOCK_SKEW_SECONDS", 60, 0, 600),
         fhir_mapping_dir=_path(env, "ECMO_FHIR_MAPPING_DIR"),
+        api_keys_file=_path(env, "ECMO_API_KEYS_FILE"),
     )
