@@ -88,3 +88,19 @@ def test_models_and_readiness_say_which_version_is_default_and_why(tmp_path: Pat
         (m["name"], m["version"], m.get("default_reason")) for m in listing
     }
     assert json.loads(client.get("/v1/models/ich").get_data())["parent_version"] == "1.0.0"
+
+
+def test_cds_hooks_answer_with_the_default_version_not_the_newest(tmp_path: Path) -> None:
+    from tests.cds import fhir
+
+    root = _models(tmp_path)
+    write_model(root, "ich", "1.1.0", seed=2)  # trained after deployment, never validated
+    client = create_app(Settings(model_dir=root)).test_client()
+    r = client.post("/cds-services/ecmo-ich-risk", json=fhir.cds_request(fhir.ich_prefetch()))
+    assert r.status_code == 200, r.get_data(as_text=True)
+    (card,) = r.get_json()["cards"]
+    assert card["source"]["label"] == "ich model 1.0.0"
+    edit_manifest(root / "ich" / "1.1.0", site_validation=passed_validation())
+    validated = create_app(Settings(model_dir=root)).test_client()
+    r = validated.post("/cds-services/ecmo-ich-risk", json=fhir.cds_request(fhir.ich_prefetch()))
+    assert r.get_json()["cards"][0]["source"]["label"] == "ich model 1.1.0"
