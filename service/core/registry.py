@@ -250,7 +250,8 @@ def _load_model(name_dir: Path, pin: str | None) -> list[ModelStatus]:
         )
     except OSError as exc:
         reason = f"the {name} directory could not be read: {_os_reason(exc)}"
-        return [ModelStatus(name, pin or "*", False, True, reason, None, PINNED, str(exc))]
+        why = PINNED if pin else None
+        return [ModelStatus(name, pin or "*", False, True, reason, None, why, str(exc))]
     if not vdirs:
         return []
     statuses = [_status(name, vdir) for vdir in vdirs]
@@ -284,7 +285,8 @@ def _status(name: str, vdir: Path) -> ModelStatus:
         model = load_version(vdir)
     except ArtifactRejected as exc:
         cause = exc.__cause__
-        detail = f"{exc.detail} ({cause!r})" if cause is not None else exc.detail
+        # str() of an OSError names the file with its path: the log is where that belongs.
+        detail = f"{exc.detail} ({type(cause).__name__}: {cause})" if cause else exc.detail
         return ModelStatus(name, vdir.name, False, False, exc.detail, None, detail=detail)
     except Exception as exc:  # noqa: BLE001 - a failure inside one version must stay inside it
         reason = (

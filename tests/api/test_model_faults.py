@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from service.app import create_app
 from service.config import Settings
 from tests.factories import ICH_INPUTS, WEANING_INPUTS, write_model
@@ -104,3 +106,16 @@ def test_cds_hooks_answer_with_the_default_version_not_the_newest(tmp_path: Path
     validated = create_app(Settings(model_dir=root)).test_client()
     r = validated.post("/cds-services/ecmo-ich-risk", json=fhir.cds_request(fhir.ich_prefetch()))
     assert r.get_json()["cards"][0]["source"]["label"] == "ich model 1.1.0"
+
+
+def test_the_log_keeps_the_paths_the_responses_leave_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = _models(tmp_path)
+    vdir = write_model(root, "ich", "1.1.0", seed=2)
+    (vdir / "manifest.json").unlink()
+    (vdir / "manifest.json").mkdir()  # reading it fails with IsADirectoryError, naming the path
+    create_app(Settings(model_dir=root))
+    (record,) = [r for r in caplog.records if r.getMessage() == "model not served"]
+    assert str(vdir / "manifest.json") in record.detail  # type: ignore[attr-defined]
+    assert str(vdir) not in record.reason  # type: ignore[attr-defined]
