@@ -69,7 +69,7 @@ def on_reload(server: Any) -> None:
     """
     try:
         server.app.callable = server.app.load()
-    except BaseException as exc:  # noqa: BLE001 - SystemExit too: gunicorn's loader raises it
+    except BaseException as exc:  # SystemExit too: gunicorn's loader raises it
         if isinstance(exc, KeyboardInterrupt):
             raise
         server.log.exception("reload failed; still serving the app built before the SIGHUP")

@@ -288,7 +288,7 @@ def _status(name: str, vdir: Path) -> ModelStatus:
         # str() of an OSError names the file with its path: the log is where that belongs.
         detail = f"{exc.detail} ({type(cause).__name__}: {cause})" if cause else exc.detail
         return ModelStatus(name, vdir.name, False, False, exc.detail, None, detail=detail)
-    except Exception as exc:  # noqa: BLE001 - a failure inside one version must stay inside it
+    except Exception as exc:  # a failure inside one version must stay inside it
         reason = (
             f"the version could not be loaded: {type(exc).__name__}: {_without_paths(str(exc))}"
         )
