@@ -52,6 +52,7 @@ def _pss_kb(pid: int) -> int | None:
 
 
 def children(pid: int) -> list[int]:
+    """The gunicorn master's workers: its children other than the nginx it runs in front."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -62,7 +63,7 @@ def children(pid: int) -> list[int]:
             continue
         # pid (comm) state ppid ...; comm may contain spaces, so split after the last ')'.
         fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid:
+        if int(fields[1]) == pid and stat.split("(", 1)[1].rsplit(")", 1)[0] != "nginx":
             found.append(int(entry.name))
     return sorted(found)
 
@@ -88,6 +89,7 @@ class Server:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     worker_pids_at_start: list[int] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
     _prom_dir: str | None = None
 
     @property
@@ -105,6 +107,7 @@ class Server:
         env["ECMO_WORKERS"] = str(self.workers)
         if self.threads is not None:
             env["ECMO_THREADS"] = str(self.threads)
+        env.update(self.extra_env)
         return env
 
     def start(self, ready_path: str = "/health/ready", timeout_s: float = 120.0) -> None:

@@ -28,6 +28,7 @@ from service.core.registry import Registry
 from service.core.scoring import Scoring
 from service.core.units import UnitTable
 from service.logs import configure_logging, log_fields
+from service.metrics_files import install_reserving_files
 from service.telemetry import create_metrics
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     registry = registry or Registry.load(settings.model_dir, settings.default_versions)
+    if settings.multiproc_dir is not None:
+        install_reserving_files()  # a full metrics directory: ENOSPC, not SIGBUS (issue 19.3)
     metrics = create_metrics(CollectorRegistry(auto_describe=True))
     deps = Deps(
         settings=settings,

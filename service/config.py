@@ -41,6 +41,18 @@ class Settings:
     timeout: int = 30
     graceful_timeout: int = 30
     keepalive: int = 5
+    max_requests: int = 0
+    """Recycle a worker after this many requests (0: never); with max_requests_jitter."""
+    max_requests_jitter: int = 0
+    # The process model (service/gunicorn_conf.py, service/front.py, service/ops.py)
+    proxy: str = "nginx"
+    """nginx: a buffering nginx listens on `bind` and hands gunicorn only complete requests;
+    off: gunicorn listens on `bind` itself (slow clients can then hold its workers)."""
+    client_timeout: int = 10
+    """nginx: seconds a client may take between two reads of its headers or body (else 408)."""
+    metrics_bind: str | None = None
+    """host:port of the gunicorn master's own listener for /metrics and /health/live; when set,
+    /metrics is no longer served on `bind`."""
     # CDS Hooks
     public_base_url: str | None = None
     """Base URL the EHR calls: the JWT audience is this + the path called. Required when JWT
@@ -85,6 +97,14 @@ def _list(env: Mapping[str, str], key: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in env.get(key, "").split(",") if p.strip())
 
 
+def _host_port(key: str, raw: str) -> tuple[str, int]:
+    """host:port (a TCP address; IPv6 hosts in brackets)."""
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{key}={raw!r} is not host:port")
+    return host, int(port)
+
+
 def _path(env: Mapping[str, str], key: str) -> Path | None:
     raw = env.get(key)
     return Path(raw) if raw else None
@@ -107,6 +127,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"ECMO_FFP_ML_PER_UNIT={ffp_raw!r} is not a number") from exc
         if not 50 <= ffp <= 1000:
             raise ConfigError("ECMO_FFP_ML_PER_UNIT must be between 50 and 1000 mL")
+    proxy = env.get("ECMO_PROXY") or "nginx"
+    if proxy not in ("nginx", "off"):
+        raise ConfigError(f"ECMO_PROXY={proxy!r} is not nginx or off")
+    bind = env.get("ECMO_BIND") or "127.0.0.1:8000"
+    metrics_bind = env.get("ECMO_METRICS_BIND") or None
+    for key, value in (("ECMO_BIND", bind), ("ECMO_METRICS_BIND", metrics_bind)):
+        if value is not None:
+            _host_port(key, value)
+    if metrics_bind is not None and _host_port("", metrics_bind) == _host_port("", bind):
+        raise ConfigError("ECMO_METRICS_BIND must differ from ECMO_BIND")
     log_level = env.get("ECMO_LOG_LEVEL", "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"ECMO_LOG_LEVEL={log_level!r} is not DEBUG, INFO, WARNING or ERROR")
@@ -138,12 +168,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ffp_ml_per_unit=ffp,
         log_level=log_level,
         multiproc_dir=_path(env, "PROMETHEUS_MULTIPROC_DIR"),
-        bind=env.get("ECMO_BIND") or "127.0.0.1:8000",
+        bind=bind,
         workers=_int(env, "ECMO_WORKERS", 2, 1, 64),
         threads=_int(env, "ECMO_THREADS", 1, 1, 64),
         timeout=_int(env, "ECMO_TIMEOUT", 30, 1, 3600),
         graceful_timeout=_int(env, "ECMO_GRACEFUL_TIMEOUT", 30, 1, 3600),
         keepalive=_int(env, "ECMO_KEEPALIVE", 5, 0, 3600),
+        max_requests=_int(env, "ECMO_MAX_REQUESTS", 0, 0, 10_000_000),
+        max_requests_jitter=_int(env, "ECMO_MAX_REQUESTS_JITTER", 0, 0, 10_000_000),
+        proxy=proxy,
+        client_timeout=_int(env, "ECMO_CLIENT_TIMEOUT", 10, 1, 300),
+        metrics_bind=metrics_bind,
         public_base_url=public_base_url,
         cds_jwt_required=cds_jwt_required,
         cds_jwks_file=jwks_file,

@@ -2,32 +2,64 @@
 
 Values come from the same load_settings() as the app (ECMO_* variables), so there is one
 configuration surface. Models load once in the master (preload) and are shared by fork.
+
+The process model (docs/ARCHITECTURE.md "Process model"): the gunicorn master is the container's
+PID 1. With ECMO_PROXY=nginx (the default) it runs nginx as its child on ECMO_BIND (service/front.py)
+and its workers listen on a Unix socket only nginx uses, so a worker only ever reads a complete
+request. The master's own listener (service/ops.py) answers /health/live and /metrics. gunicorn
+re-executes this file on SIGHUP, so everything that must outlive a reload lives in the environment
+(directories) or on the arbiter object (`server.ecmo`), never in this module's globals.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 # gunicorn executes this file by path, so the repository root may not be on sys.path yet.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.config import load_settings
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    # prometheus_client reads this at import (service.ops and the app import it below), so it
+    # is set before those imports. An explicit value from the shell wins.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ecmo-prom-")
+
+from service.config import load_settings  # noqa: E402
+from service.front import Front, local_address, nginx_binary  # noqa: E402
+from service.ops import Ops  # noqa: E402
+
+if "ECMO_RUN_DIR" not in os.environ:
+    # nginx's config, temp files and pid, and gunicorn's socket; kept across SIGHUP re-reads.
+    os.environ["ECMO_RUN_DIR"] = tempfile.mkdtemp(prefix="ecmo-run-")
 
 _settings = load_settings()
+_run_dir = Path(os.environ["ECMO_RUN_DIR"])
+_app_socket = _run_dir / "gunicorn.sock"
 
-bind = _settings.bind
+if _settings.proxy == "nginx":
+    nginx_binary()  # fail fast, with the fix in the message, if nginx is missing
+    bind = f"unix:{_app_socket}"
+else:
+    bind = _settings.bind
 workers = _settings.workers
 threads = _settings.threads
 worker_class = "gthread" if _settings.threads > 1 else "sync"
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
 keepalive = _settings.keepalive
+# Recycling (off unless ECMO_MAX_REQUESTS is set; the chart sets it): a leak in a worker is bounded,
+# and the jitter keeps the workers from restarting together. Each dead worker's metrics files are
+# merged into one by child_exit, so recycling does not grow the metrics directory.
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests_jitter
 preload_app = True
 # gunicorn >= 25.1 opens a control socket at $HOME/.gunicorn/gunicorn.ctl by default: one path
 # shared by every gunicorn of the same user on a host (parallel test servers, bench), unwritable in
@@ -41,10 +73,16 @@ loglevel = _settings.log_level.lower()
 # The heartbeat file must live on a tmpfs (a read-only root filesystem in Kubernetes has none else).
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
-if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-    # prometheus_client reads this at import, and the app is imported after this file runs, so
-    # setting it here still counts as "before import". An explicit value from the shell wins.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ecmo-prom-")
+
+@dataclass
+class Runtime:
+    """What the master keeps across reloads (stored on the arbiter as `server.ecmo`)."""
+
+    ops: Ops
+    front: Front | None = None
+
+
+log = logging.getLogger("ecmo.gunicorn")
 
 
 def on_starting(server: Any) -> None:
@@ -57,6 +95,56 @@ def on_starting(server: Any) -> None:
             else:
                 child.unlink()
     directory.mkdir(parents=True, exist_ok=True)
+    _run_dir.mkdir(parents=True, exist_ok=True)
+    # Before any worker forks: they inherit the clean-exit pipe.
+    server.ecmo = Runtime(Ops.create(directory))
+
+
+def when_ready(server: Any) -> None:
+    """gunicorn listens: start the master's listener, then nginx in front of the workers."""
+    runtime: Runtime = server.ecmo
+    if _settings.metrics_bind is not None:
+        host, _, port = _settings.metrics_bind.rpartition(":")
+        ops_host, ops_port = runtime.ops.serve(host, int(port))
+        ops_address = local_address(_settings.metrics_bind)
+    elif _settings.proxy == "nginx":
+        ops_host, ops_port = runtime.ops.serve("127.0.0.1", 0)
+        ops_address = f"{ops_host}:{ops_port}"
+    else:
+        return
+    log.info("master listener started", extra={"address": f"{ops_host}:{ops_port}"})
+    if _settings.proxy != "nginx":
+        return
+    front = runtime.front = Front.start(_settings, _run_dir, _app_socket, ops_address)
+    master = os.getpid()
+
+    def nginx_gone() -> None:
+        log.error("nginx exited: stopping the service so that it is restarted")
+        os.kill(master, signal.SIGTERM)
+
+    runtime.ops.supervise(lambda: front.exited() and not front.stopping, nginx_gone)
+    # Tell nginx at the moment the master is told: TERM drains (nginx stops accepting and finishes
+    # what it holds, like the workers), INT/QUIT stop at once.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        previous = signal.getsignal(sig)
+
+        def relay(signum: int, frame: Any, previous: Any = previous) -> None:
+            front.signal(graceful=signum == signal.SIGTERM)
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(sig, relay)
+
+
+def on_exit(server: Any) -> None:
+    runtime: Runtime | None = getattr(server, "ecmo", None)
+    if runtime is None:
+        return
+    if runtime.front is not None:
+        runtime.front.stop(timeout=_settings.graceful_timeout)
+    runtime.ops.close()
+    if _run_dir.name.startswith("ecmo-run-"):  # ours (not a directory given as ECMO_RUN_DIR)
+        shutil.rmtree(_run_dir, ignore_errors=True)
 
 
 def on_reload(server: Any) -> None:
@@ -95,7 +183,18 @@ def post_fork(server: Any, worker: Any) -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
+def worker_exit(server: Any, worker: Any) -> None:
+    """In the worker, as it exits through Python (not when a signal kills it)."""
+    runtime: Runtime | None = getattr(server, "ecmo", None)
+    if runtime is not None:
+        runtime.ops.exit_pipe.report_clean_exit(worker.pid)
+
+
 def child_exit(server: Any, worker: Any) -> None:
+    """In the master, for every reaped worker: live gauges dropped, counters merged, exit judged."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    runtime: Runtime | None = getattr(server, "ecmo", None)
+    if runtime is not None:
+        runtime.ops.worker_exited(worker.pid, aborted=bool(getattr(worker, "aborted", False)))

@@ -9,13 +9,42 @@ from __future__ import annotations
 
 import bisect
 import collections
+import functools
+import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+log = logging.getLogger("ecmo.metrics")
+F = TypeVar("F", bound=Callable[..., None])
+_failed: set[tuple[int, str]] = set()
+
+
+def never_fails(method: F) -> F:
+    """A metric update that fails (under gunicorn: the multiprocess directory is full, see
+    service/metrics_files.py) is dropped and logged once per process, never raised: a prediction
+    is answered whether or not its metrics could be written (issue 19.3)."""
+
+    @functools.wraps(method)
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            method(*args, **kwargs)
+        except Exception as exc:  # any failure of the metrics library, by design
+            key = (os.getpid(), type(exc).__name__)
+            if key not in _failed:
+                _failed.add(key)
+                log.error(
+                    "metrics not recorded: the metrics store failed (later failures of this kind "
+                    "in this process are not logged)",
+                    extra={"metric_update": method.__name__, "error": repr(exc)},
+                )
+
+    return guarded  # type: ignore[return-value]
+
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (1.0,)
@@ -37,6 +66,7 @@ class Metrics:
     _prediction_children: dict[tuple[str, str, str], tuple[Any, Any]] = field(default_factory=dict)
     _request_children: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
 
+    @never_fails
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One answered request: counted by route template, method and status; its time histogrammed."""
         key = (route, method, status)
@@ -59,12 +89,14 @@ class Metrics:
             )
         return pair
 
+    @never_fails
     def observe_prediction(self, model: str, version: str, band: str, probability: float) -> None:
         """One scored patient: counted by model, version and band; its probability histogrammed."""
         counter, histogram = self._children(model, version, band)
         counter.inc()
         histogram.observe(probability)
 
+    @never_fails
     def observe_predictions(
         self, model: str, version: str, bands: Sequence[str], probabilities: Sequence[float]
     ) -> None:
@@ -89,6 +121,15 @@ class Metrics:
             buckets[index].inc(count)
         total.inc(math.fsum(probabilities))
 
+    @never_fails
+    def observe_validation_error(self, model: str, field: str) -> None:
+        self.validation_errors.labels(model=model, field=field).inc()
+
+    @never_fails
+    def observe_feedback(self, service: str, outcome: str) -> None:
+        self.cds_feedback.labels(service=service, outcome=outcome).inc()
+
+    @never_fails
     def mark_models(self, models: list[tuple[str, str, str]]) -> None:
         """Set model_info once per process (the gauge is per live process in multiprocess mode)."""
         pid = os.getpid()

@@ -126,7 +126,7 @@ def create_cds_blueprint(
         service = service_for(service_id)
         data = load(FEEDBACK, read_json(request))
         for item in data["feedback"]:
-            metrics.cds_feedback.labels(service=service.id, outcome=item["outcome"]).inc()
+            metrics.observe_feedback(service.id, item["outcome"])
         return Response(status=200)
 
     return bp

@@ -155,7 +155,7 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
         known = name if name in served else "<unknown>"
         for e in errors:
             field = _INDEX.sub("", e.path) if e.rule != "unknown_field" else "<unknown>"
-            metrics.validation_errors.labels(model=known, field=field or "<body>").inc()
+            metrics.observe_validation_error(known, field or "<body>")
 
     def load(kind: ModelKind, name: str, payload: Any, batch: bool) -> dict[str, Any]:
         # A fully valid body takes the plain-check path; anything else goes to marshmallow,
