@@ -98,6 +98,7 @@ class Server:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env.pop("ECMO_RUN_DIR", None)  # each server makes its own (nginx config, sockets)
         if not self.keep_openblas_env:
             for key in OPENBLAS_ENV:
                 env.pop(key, None)

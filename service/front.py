@@ -9,8 +9,8 @@ connection to gunicorn's Unix socket, so a worker only ever sees complete reques
 python -m bench.slowclients and python -m bench (docs/benchmark.md).
 
 nginx errors (413 body too large, 400 bad header, 408 is a close, 502/504 when no worker answers)
-are answered in the service's one problem+json shape. /health/live is answered by the master's own
-listener (service/ops.py), so liveness never waits for a free worker.
+are answered in the service's one problem+json shape. /health/live and /metrics are answered by the
+master's own listener (service/ops.py), so neither ever waits for a free worker.
 
 No flask here: this module renders text and runs a process.
 """
@@ -110,18 +110,21 @@ def nginx_conf(settings: Settings, run_dir: Path, app_socket: Path, ops_address:
     t = settings.client_timeout
     user = f"user {pwd.getpwuid(0).pw_name};" if os.geteuid() == 0 else ""
     error_pages = "\n".join(
+        f"        error_page {s} = /_error/{s};\n"
         f"        location = /_error/{s} {{ internal; default_type application/problem+json; "
         f"return {400 if s == 494 else s} {_problem(s, limit)}; }}"
         for s in _ERRORS
     )
-    metrics = (
+    if settings.metrics_bind:
         # /metrics has a listener of its own (ECMO_METRICS_BIND): not on the public port.
-        "        location = /metrics { default_type application/problem+json; return 404 "
-        + _not_found()
-        + "; }"
-        if settings.metrics_bind
-        else ""
-    )
+        metrics = (
+            "        location = /metrics { default_type application/problem+json; return 404 "
+            + _not_found()
+            + "; }"
+        )
+    else:
+        # Scrapes are answered by the master too: no worker needed, master facts included.
+        metrics = "        location = /metrics { proxy_pass http://ops; }"
     return f"""# Written by service/front.py at start; do not edit.
 {user}
 daemon off;
@@ -176,7 +179,6 @@ http {{
         # A failed worker is not retried on another: a prediction is answered at most once.
         proxy_next_upstream off;
 
-        error_page {" ".join(str(s) for s in _ERRORS)} = /_error/$status;
 {error_pages}
 
         # Liveness is answered by the gunicorn master (service/ops.py), never by a worker.

@@ -8,7 +8,7 @@ PID 1. With ECMO_PROXY=nginx (the default) it runs nginx as its child on ECMO_BI
 and its workers listen on a Unix socket only nginx uses, so a worker only ever reads a complete
 request. The master's own listener (service/ops.py) answers /health/live and /metrics. gunicorn
 re-executes this file on SIGHUP, so everything that must outlive a reload lives in the environment
-(directories) or on the arbiter object (`server.ecmo`), never in this module's globals.
+(directories) or on the arbiter object (`server.ecmo`, an Ops), never in this module's globals.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import shutil
 import signal
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,14 +73,6 @@ loglevel = _settings.log_level.lower()
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
-@dataclass
-class Runtime:
-    """What the master keeps across reloads (stored on the arbiter as `server.ecmo`)."""
-
-    ops: Ops
-    front: Front | None = None
-
-
 log = logging.getLogger("ecmo.gunicorn")
 
 
@@ -97,32 +88,32 @@ def on_starting(server: Any) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     _run_dir.mkdir(parents=True, exist_ok=True)
     # Before any worker forks: they inherit the clean-exit pipe.
-    server.ecmo = Runtime(Ops.create(directory))
+    server.ecmo = Ops.create(directory)
 
 
 def when_ready(server: Any) -> None:
     """gunicorn listens: start the master's listener, then nginx in front of the workers."""
-    runtime: Runtime = server.ecmo
+    ops: Ops = server.ecmo
     if _settings.metrics_bind is not None:
         host, _, port = _settings.metrics_bind.rpartition(":")
-        ops_host, ops_port = runtime.ops.serve(host, int(port))
+        ops_host, ops_port = ops.serve(host, int(port))
         ops_address = local_address(_settings.metrics_bind)
     elif _settings.proxy == "nginx":
-        ops_host, ops_port = runtime.ops.serve("127.0.0.1", 0)
+        ops_host, ops_port = ops.serve("127.0.0.1", 0)
         ops_address = f"{ops_host}:{ops_port}"
     else:
         return
     log.info("master listener started", extra={"address": f"{ops_host}:{ops_port}"})
     if _settings.proxy != "nginx":
         return
-    front = runtime.front = Front.start(_settings, _run_dir, _app_socket, ops_address)
+    front = ops.front = Front.start(_settings, _run_dir, _app_socket, ops_address)
     master = os.getpid()
 
     def nginx_gone() -> None:
         log.error("nginx exited: stopping the service so that it is restarted")
         os.kill(master, signal.SIGTERM)
 
-    runtime.ops.supervise(lambda: front.exited() and not front.stopping, nginx_gone)
+    ops.supervise(lambda: front.exited() and not front.stopping, nginx_gone)
     # Tell nginx at the moment the master is told: TERM drains (nginx stops accepting and finishes
     # what it holds, like the workers), INT/QUIT stop at once.
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -137,12 +128,12 @@ def when_ready(server: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    runtime: Runtime | None = getattr(server, "ecmo", None)
-    if runtime is None:
+    ops: Ops | None = getattr(server, "ecmo", None)
+    if ops is None:
         return
-    if runtime.front is not None:
-        runtime.front.stop(timeout=_settings.graceful_timeout)
-    runtime.ops.close()
+    if ops.front is not None:
+        ops.front.stop(timeout=_settings.graceful_timeout)
+    ops.close()
     if _run_dir.name.startswith("ecmo-run-"):  # ours (not a directory given as ECMO_RUN_DIR)
         shutil.rmtree(_run_dir, ignore_errors=True)
 
@@ -185,9 +176,9 @@ def post_fork(server: Any, worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """In the worker, as it exits through Python (not when a signal kills it)."""
-    runtime: Runtime | None = getattr(server, "ecmo", None)
-    if runtime is not None:
-        runtime.ops.exit_pipe.report_clean_exit(worker.pid)
+    ops: Ops | None = getattr(server, "ecmo", None)
+    if ops is not None:
+        ops.exit_pipe.report_clean_exit(worker.pid)
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -195,6 +186,6 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-    runtime: Runtime | None = getattr(server, "ecmo", None)
-    if runtime is not None:
-        runtime.ops.worker_exited(worker.pid, aborted=bool(getattr(worker, "aborted", False)))
+    ops: Ops | None = getattr(server, "ecmo", None)
+    if ops is not None:
+        ops.worker_exited(worker.pid, aborted=bool(getattr(worker, "aborted", False)))

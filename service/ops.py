@@ -34,6 +34,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from service.front import Front
 from service.metrics_files import directory_usage, merge_dead_worker, scrape_lock
 
 log = logging.getLogger("ecmo.ops")
@@ -135,12 +136,14 @@ class _MasterFacts:
 
 @dataclass
 class Ops:
-    """The master's listener, worker-exit accounting and dead-worker metrics merging."""
+    """What the master keeps across reloads (on the arbiter as `server.ecmo`): its listener, the
+    nginx in front, worker-exit accounting and dead-worker metrics merging."""
 
     watch: WorkerWatch
     exit_pipe: ExitPipe
     multiproc_dir: Path | None
     server: ThreadingHTTPServer | None = None
+    front: Front | None = None
     _files_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod

@@ -64,14 +64,26 @@ class Server:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def workers(self) -> set[int]:
-        """PIDs whose parent is the gunicorn master."""
+        """PIDs whose parent is the gunicorn master, other than the nginx it runs in front."""
         children = set()
         for stat in Path("/proc").glob("[0-9]*/stat"):
             with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == self.pid and fields[0] != "Z":
+                text = stat.read_text()
+                comm = text.split("(", 1)[1].rsplit(")", 1)[0]
+                fields = text.rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.pid and fields[0] != "Z" and comm != "nginx":
                     children.add(int(stat.parent.name))
         return children
+
+    def nginx(self) -> int | None:
+        """PID of the nginx master the gunicorn master runs (ECMO_PROXY=nginx), if any."""
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                text = stat.read_text()
+                fields = text.rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.pid and text.split("(", 1)[1].startswith("nginx)"):
+                    return int(stat.parent.name)
+        return None
 
     def wait_workers(
         self, count: int, timeout: float, exclude: frozenset[int] | set[int] = frozenset()

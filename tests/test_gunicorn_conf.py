@@ -15,6 +15,8 @@ CONF = Path(__file__).resolve().parent.parent / "service" / "gunicorn_conf.py"
 
 def load_conf(monkeypatch: pytest.MonkeyPatch, directory: Path) -> ModuleType:
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+    # The config sets ECMO_RUN_DIR when unset; keep that out of this process's environment.
+    monkeypatch.setenv("ECMO_RUN_DIR", str(directory.parent / "run"))
     spec = importlib.util.spec_from_file_location("gunicorn_conf_under_test", CONF)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -30,7 +32,7 @@ def test_start_wipes_what_an_earlier_run_left(
     (directory / "counter_4242.db").write_bytes(b"stale")
     (directory / "sub" / "x.db").write_bytes(b"stale")
     conf = load_conf(monkeypatch, directory)
-    conf.on_starting(None)
+    conf.on_starting(SimpleNamespace())
     assert directory.is_dir() and list(directory.iterdir()) == []
 
 
