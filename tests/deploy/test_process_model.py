@@ -229,9 +229,11 @@ def _in_tmpfs(directory: Path, size: str) -> list[str]:
 def test_a_full_metrics_tmpfs_does_not_kill_predictions(
     serve: Callable[..., Server], tmp_path: Path, report: Callable[[str], None]
 ) -> None:
-    # 64 KB: room for exactly one 64 KB metrics file; everything after it is ENOSPC (SIGBUS before).
+    # 12 KB, three pages: prometheus_client's files are sparse, so one worker's first three
+    # metric files fit and the other worker's first write to its own file faults (SIGBUS before
+    # the fix; with it every file's 64 KB is reserved up front, so all are ENOSPC, none a fault).
     directory = tmp_path / "tiny"
-    server = serve(wrap=_in_tmpfs(directory, "64k"), PROMETHEUS_MULTIPROC_DIR=str(directory))
+    server = serve(wrap=_in_tmpfs(directory, "12k"), PROMETHEUS_MULTIPROC_DIR=str(directory))
     workers = server.workers()
     statuses = [_predict(server.port) for _ in range(40)]
     live = [request(server.port, "GET", "/health/live")[0] for _ in range(3)]
