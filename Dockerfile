@@ -23,6 +23,12 @@ RUN python -m venv /opt/venv \
 FROM python:3.11.7-slim-bookworm AS runtime
 LABEL org.opencontainers.image.title="ecmo-risk-service" \
       org.opencontainers.image.description="Calibrated ECMO risk predictions (VA-ECMO weaning, ICH)"
+# nginx runs in front of gunicorn (the gunicorn master starts it; service/front.py): it reads every
+# request completely before a worker sees it, so slow clients cannot hold the workers. Debian's
+# nginx-light, pinned to bookworm's 1.22.1 with its security updates.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends 'nginx-light=1.22.1-9+deb12u*' \
+    && rm -rf /var/lib/apt/lists/*
 # Numeric UID/GID so Kubernetes can verify runAsNonRoot without resolving a user name.
 RUN groupadd --system --gid 10001 ecmo \
     && useradd --system --uid 10001 --gid ecmo --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ecmo
@@ -36,5 +42,6 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 ECMO_B
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('ECMO_BIND', '0.0.0.0:8000').rsplit(':', 1)[1]; urllib.request.urlopen('http://127.0.0.1:' + port + '/health/live', timeout=4)"]
-# Exec form: gunicorn is PID 1 and receives SIGTERM (graceful drain) and SIGHUP (model reload).
+# Exec form: gunicorn is PID 1 and receives SIGTERM (graceful drain, passed on to nginx) and SIGHUP
+# (model reload). Its config starts nginx on ECMO_BIND and binds the workers to a Unix socket.
 CMD ["gunicorn", "-c", "service/gunicorn_conf.py", "service.app:create_app()"]

@@ -180,11 +180,17 @@ http {{
         proxy_next_upstream off;
 
 {error_pages}
+        # nginx refuses TRACE itself (405, no Allow header): let the app answer it, which names the
+        # methods the path does allow, in the problem shape.
+        error_page 405 = @method_not_allowed;
+        location @method_not_allowed {{
+            proxy_method TRACE;
+            proxy_pass http://gunicorn;
+        }}
 
         # Liveness is answered by the gunicorn master (service/ops.py), never by a worker.
-        location = /health/live {{
-            proxy_pass http://ops;
-        }}
+        location = /health/live {{ proxy_pass http://ops; }}
+        location = /v2/health/live {{ proxy_pass http://ops; }}
 {metrics}
         location / {{
             proxy_pass http://gunicorn;

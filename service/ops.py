@@ -43,6 +43,8 @@ ABNORMAL_EXITS = 3
 WINDOW_SECONDS = 60.0
 _PID = struct.Struct("=q")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+ALLOW = "GET, HEAD, OPTIONS"
+TITLES = {404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
 
 
 class ExitPipe:
@@ -209,11 +211,14 @@ class Ops:
             timeout = 10  # a client that stalls is dropped; each client has its own thread
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                self.started = time.perf_counter()
                 incoming = self.headers.get("X-Request-ID", "")
                 request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
                 path = self.path.split("?", 1)[0]
-                if path == "/health/live":
+                if path in ("/health/live", "/v2/health/live"):
                     status, body = ops.live()
+                    if path == "/v2/health/live":  # the Open Inference Protocol's shapes
+                        body = {"live": True} if status == 200 else body | {"error": body["detail"]}
                     if status != 200:
                         body["request_id"] = request_id
                     ctype = "application/json" if status == 200 else "application/problem+json"
@@ -231,10 +236,30 @@ class Ops:
                 else:
                     self._problem(404, "not_found", f"{path} is not served here", request_id)
 
+            def do_HEAD(self) -> None:  # noqa: N802
+                self.head_only = True
+                self.do_GET()
+
+            def do_OPTIONS(self) -> None:  # noqa: N802
+                self.started = time.perf_counter()
+                self.extra = {"Allow": ALLOW}
+                self._send(200, "text/plain", b"", os.urandom(16).hex())
+
+            def _not_allowed(self) -> None:
+                self.started = time.perf_counter()
+                self.extra = {"Allow": ALLOW}
+                detail = f"{self.command} is not allowed here"
+                self._problem(405, "method_not_allowed", detail, os.urandom(16).hex())
+
+            def __getattr__(self, name: str) -> Any:
+                if name.startswith("do_"):  # any other method: 405, not http.server's 501
+                    return self._not_allowed
+                raise AttributeError(name)
+
             def _problem(self, status: int, code: str, detail: str, request_id: str) -> None:
                 body: dict[str, Any] = {
                     "type": "about:blank",
-                    "title": "Not Found" if status == 404 else "Internal Server Error",
+                    "title": TITLES[status],
                     "status": status,
                     "detail": detail,
                     "code": code,
@@ -251,8 +276,13 @@ class Ops:
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Cache-Control", "no-store")
                 self.send_header("X-Request-ID", request_id)
+                elapsed = (time.perf_counter() - self.started) * 1000
+                self.send_header("Server-Timing", f"app;dur={elapsed:.3f}")  # as every answer
+                for key, value in getattr(self, "extra", {}).items():
+                    self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(data)
+                if not getattr(self, "head_only", False):
+                    self.wfile.write(data)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass  # probes and scrapes every few seconds: not worth a log line each

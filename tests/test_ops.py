@@ -16,7 +16,6 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import metrics_files
 from service.metrics_files import (
     ReservingMmapedDict,
     directory_usage,
@@ -140,7 +139,7 @@ def test_a_merge_that_cannot_write_keeps_the_dead_workers_file(
     def full(fd: int, offset: int, size: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(metrics_files.os, "posix_fallocate", full)
+    monkeypatch.setattr("service.metrics_files.os.posix_fallocate", full)
     assert merge_dead_worker(tmp_path, 11) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_11.db"]  # counts kept, no debris
 
@@ -151,7 +150,7 @@ def test_a_file_that_cannot_be_reserved_is_an_error_not_an_empty_file(
     def full(fd: int, offset: int, size: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(metrics_files.os, "posix_fallocate", full)
+    monkeypatch.setattr("service.metrics_files.os.posix_fallocate", full)
     with pytest.raises(OSError, match="No space"):
         ReservingMmapedDict(str(tmp_path / "counter_1.db"))
     assert list(tmp_path.iterdir()) == []  # an empty .db file would break every scrape
@@ -174,3 +173,16 @@ def test_the_scrape_lock_is_taken_and_released(tmp_path: Path) -> None:
         pass
     with scrape_lock(tmp_path / "missing"):  # no directory: read without the lock
         pass
+
+
+def test_other_methods_get_405_with_allow_in_the_problem_shape(ops: tuple[Ops, str]) -> None:
+    _, url = ops
+    for method in ("POST", "QUERY", "DELETE"):
+        request = urllib.request.Request(url + "/health/live", method=method)
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=5)
+        assert caught.value.code == 405 and caught.value.headers["Allow"] == "GET, HEAD, OPTIONS"
+        assert json.loads(caught.value.read())["code"] == "method_not_allowed"
+    head = urllib.request.Request(url + "/health/live", method="HEAD")
+    with urllib.request.urlopen(head, timeout=5) as r:
+        assert r.status == 200 and r.read() == b"" and r.headers["Server-Timing"].startswith("app;")
