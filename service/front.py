@@ -162,7 +162,7 @@ http {{
         server {ops_address};
     }}
     server {{
-        listen {listen_address(settings.bind)} reuseport backlog=2048;
+        listen {listen_address(settings.bind)} backlog=2048;
         # nginx reads the whole request before it opens a connection to a worker.
         proxy_request_buffering on;
         proxy_buffering on;
@@ -175,7 +175,14 @@ http {{
         proxy_set_header Host $http_host;
         proxy_set_header X-Forwarded-For $remote_addr;
         proxy_set_header Connection "";
-        proxy_pass_header Server;
+        # gunicorn trusts forwarding headers from a Unix-socket peer (nginx): drop the client's,
+        # so the request's scheme and host mean what they meant without nginx.
+        proxy_set_header X-Forwarded-Proto "";
+        proxy_set_header X-Forwarded-Protocol "";
+        proxy_set_header X-Forwarded-Ssl "";
+        proxy_set_header X-Forwarded-Host "";
+        proxy_set_header X-Forwarded-Port "";
+        proxy_set_header Forwarded "";
         # A failed worker is not retried on another: a prediction is answered at most once.
         proxy_next_upstream off;
 

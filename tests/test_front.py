@@ -43,6 +43,7 @@ def test_limits_and_timeouts_come_from_the_settings(tmp_path: Path) -> None:
         f"server unix:{tmp_path / 'gunicorn.sock'};",
         "listen 0.0.0.0:8000",
         '"allowed": "at most 65536 bytes"',
+        'proxy_set_header X-Forwarded-Proto "";',
     ):
         assert line in text, line
     assert "location = /metrics { proxy_pass http://ops; }" in text
