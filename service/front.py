@@ -37,6 +37,7 @@ log = logging.getLogger("ecmo.front")
 _ERRORS = {
     400: ("Bad Request", "bad_request", "the request line or headers are malformed or too large"),
     413: ("Request Entity Too Large", "request_entity_too_large", ""),
+    414: ("Request-URI Too Long", "request_uri_too_long", "the request line is too long"),
     494: ("Bad Request", "bad_request", "the request headers are too large"),
     502: ("Bad Gateway", "no_worker", "no worker answered; retry"),
     503: ("Service Unavailable", "no_worker", "no worker answered; retry"),
@@ -153,7 +154,9 @@ http {{
     client_max_body_size {limit};
     client_body_buffer_size {limit};
     client_header_buffer_size 4k;
-    large_client_header_buffers 4 16k;
+    # The only header limits: gunicorn's are off behind nginx (service/gunicorn_conf.py), so
+    # every header rejection is nginx's, in the problem shape (414 line, 400 field or total).
+    large_client_header_buffers 4 8k;
 
     upstream gunicorn {{
         server unix:{app_socket};
