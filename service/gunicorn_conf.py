@@ -31,9 +31,9 @@ if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     # is set before those imports. An explicit value from the shell wins.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ecmo-prom-")
 
-from service.config import load_settings  # noqa: E402
-from service.front import Front, local_address, nginx_binary  # noqa: E402
-from service.ops import Ops  # noqa: E402
+from service.config import load_settings
+from service.front import Front, local_address, nginx_binary
+from service.ops import Ops
 
 if "ECMO_RUN_DIR" not in os.environ:
     # nginx's config, temp files and pid, and gunicorn's socket; kept across SIGHUP re-reads.

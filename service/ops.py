@@ -210,7 +210,7 @@ class Ops:
             sys_version = ""
             timeout = 10  # a client that stalls is dropped; each client has its own thread
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 self.started = time.perf_counter()
                 incoming = self.headers.get("X-Request-ID", "")
                 request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
@@ -236,11 +236,11 @@ class Ops:
                 else:
                     self._problem(404, "not_found", f"{path} is not served here", request_id)
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 self.head_only = True
                 self.do_GET()
 
-            def do_OPTIONS(self) -> None:  # noqa: N802
+            def do_OPTIONS(self) -> None:
                 self.started = time.perf_counter()
                 self.extra = {"Allow": ALLOW}
                 self._send(200, "text/plain", b"", os.urandom(16).hex())
@@ -284,7 +284,7 @@ class Ops:
                 if not getattr(self, "head_only", False):
                     self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # probes and scrapes every few seconds: not worth a log line each
 
         server = ThreadingHTTPServer((host.strip("[]"), port), Handler)
