@@ -113,15 +113,15 @@ def nginx_conf(settings: Settings, run_dir: Path, app_socket: Path, ops_address:
     error_pages = "\n".join(
         f"        error_page {s} = /_error/{s};\n"
         f"        location = /_error/{s} {{ internal; default_type application/problem+json; "
+        "add_header X-Content-Type-Options nosniff always; add_header Cache-Control no-store always; "
         f"return {400 if s == 494 else s} {_problem(s, limit)}; }}"
         for s in _ERRORS
     )
     if settings.metrics_bind:
         # /metrics has a listener of its own (ECMO_METRICS_BIND): not on the public port.
         metrics = (
-            "        location = /metrics { default_type application/problem+json; return 404 "
-            + _not_found()
-            + "; }"
+            "        location = /metrics { default_type application/problem+json; "
+            "add_header X-Content-Type-Options nosniff always; return 404 " + _not_found() + "; }"
         )
     else:
         # Scrapes are answered by the master too: no worker needed, master facts included.

@@ -275,6 +275,7 @@ class Ops:
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Cache-Control", "no-store")
+                self.send_header("X-Content-Type-Options", "nosniff")
                 self.send_header("X-Request-ID", request_id)
                 elapsed = (time.perf_counter() - self.started) * 1000
                 self.send_header("Server-Timing", f"app;dur={elapsed:.3f}")  # as every answer

@@ -48,7 +48,8 @@ def test_limits_and_timeouts_come_from_the_settings(tmp_path: Path) -> None:
         assert line in text, line
     assert "location = /metrics { proxy_pass http://ops; }" in text
     own_port = _conf(tmp_path, ECMO_METRICS_BIND="0.0.0.0:9100")
-    assert "location = /metrics { default_type application/problem+json; return 404" in own_port
+    assert "location = /metrics { default_type application/problem+json;" in own_port
+    assert "return 404" in own_port and "location = /metrics { proxy_pass" not in own_port
 
 
 def test_local_address_reaches_a_wildcard_bind() -> None:
