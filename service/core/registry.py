@@ -139,7 +139,8 @@ def load_version(version_dir: Path) -> LoadedModel:
 class Registry:
     """Every model version found at start-up, loaded or not, and which version is the default."""
 
-    def __init__(self, statuses: list[ModelStatus]) -> None:
+    def __init__(self, statuses: list[ModelStatus], model_dir: Path | None = None) -> None:
+        self._model_dir = model_dir
         self._statuses = statuses
         self._by_key = {(s.name, s.version): s for s in statuses}
         self._default = {s.name: s for s in statuses if s.default}
@@ -165,7 +166,7 @@ class Registry:
                 if default not in {v.name for v in versions}:
                     reason = f"configured default version {default} is not in {name_dir}"
                     statuses.append(ModelStatus(name_dir.name, default, False, True, reason, None))
-        return cls(statuses)
+        return cls(statuses, model_dir)
 
     @property
     def statuses(self) -> list[ModelStatus]:
@@ -177,7 +178,12 @@ class Registry:
 
     def not_ready_reasons(self) -> list[str]:
         if not self._statuses:
-            return ["no models found in the model directory"]
+            # The usual cause is an installed wheel (no models/ beside it): say how to point at one.
+            return [
+                f"no models found in the model directory {self._model_dir or ''}".rstrip()
+                + " (expected <name>/<version>/manifest.json; set ECMO_MODEL_DIR to the directory"
+                " that holds them, e.g. the repository's models/)"
+            ]
         return [f"{s.name} {s.version}: {s.reason}" for s in self._statuses if not s.ready]
 
     def get(self, name: str, version: str | None = None) -> LoadedModel:
