@@ -26,6 +26,8 @@ RUN python -m venv /opt/venv \
 
 FROM python:3.12.12-slim-bookworm@sha256:593bd06efe90efa80dc4eee3948be7c0fde4134606dd40d8dd8dbcade98e669c AS runtime
 LABEL org.opencontainers.image.title="ecmo-risk-service" \
+      org.opencontainers.image.version="1.0.0" \
+      org.opencontainers.image.licenses="LicenseRef-Proprietary" \
       org.opencontainers.image.description="Calibrated ECMO risk predictions (VA-ECMO weaning, ICH)"
 # Numeric UID/GID so Kubernetes can verify runAsNonRoot without resolving a user name.
 RUN groupadd --system --gid 10001 ecmo \
