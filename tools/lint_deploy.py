@@ -413,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 objects = render(chart, override)
                 findings += check_objects(chart, values, objects)
-            except Exception as exc:  # noqa: BLE001 - any failure to render is a finding
+            except Exception as exc:  # any failure to render is a finding
                 findings.append(f"render: {exc}")
         status = f"ok ({len(objects)} objects valid)" if not findings else "FAILED"
         print(f"helm lint + render [{name}]: {status}")
