@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
-# ECMO Risk Service image. Build from the repository root: docker build -t ecmo-risk .
+# ECMO Risk Service image. Build from the repository root: docker build -t ecmo-risk-service .
+# (the name the Helm chart's image.repository, pyproject.toml and the OCI title label use)
 #
-# Two stages: "build" resolves the runtime dependencies listed in pyproject.toml into a virtualenv;
+# Two stages: "build" installs the runtime lock (requirements/runtime.lock, every package checked
+# against its sha256) into a virtualenv;
 # "runtime" copies that virtualenv, the service source and the baked-in models, and runs as a
 # non-root user. The service runs from source in /app (not from site-packages) so that the default
 # model directory (service/config.py REPO_MODELS_DIR = <source root>/models) is /app/models, where
@@ -10,18 +12,22 @@
 # tests/deploy/test_image.py parses ENV, CMD and HEALTHCHECK from this file and runs them
 # against real gunicorn, so keep them on one line each.
 
-FROM python:3.11.7-slim-bookworm AS build
+# The base image: an official python slim image at a current patch release, pinned by digest (the
+# tag alone moves when Docker republishes it). Both stages use the same one. To move it: pick the
+# tag, take its digest from `docker buildx imagetools inspect python:<tag>`, update both lines.
+FROM python:3.12.12-slim-bookworm@sha256:593bd06efe90efa80dc4eee3948be7c0fde4134606dd40d8dd8dbcade98e669c AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml ./
-# Only [project].dependencies (the runtime set, with the pinned sklearn/numpy/joblib the model
-# artifacts need); the train/dev extras stay out of the image.
+COPY requirements/runtime.lock ./
+# Only the runtime set (with the pinned sklearn/numpy/joblib the model artifacts need), every
+# package checked against the lock's hashes; the train/dev extras stay out of the image.
 RUN python -m venv /opt/venv \
-    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
-    && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
+    && /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps -r runtime.lock
 
-FROM python:3.11.7-slim-bookworm AS runtime
+FROM python:3.12.12-slim-bookworm@sha256:593bd06efe90efa80dc4eee3948be7c0fde4134606dd40d8dd8dbcade98e669c AS runtime
 LABEL org.opencontainers.image.title="ecmo-risk-service" \
+      org.opencontainers.image.version="1.0.0" \
+      org.opencontainers.image.licenses="LicenseRef-Proprietary" \
       org.opencontainers.image.description="Calibrated ECMO risk predictions (VA-ECMO weaning, ICH)"
 # nginx runs in front of gunicorn (the gunicorn master starts it; service/front.py): it reads every
 # request completely before a worker sees it, so slow clients cannot hold the workers. Debian's

@@ -173,6 +173,11 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                     "model_dir": str(settings.model_dir),
                 },
             )
+    if not registry.statuses:
+        log.error(
+            "no models found: set ECMO_MODEL_DIR to a directory of <name>/<version>/",
+            extra={"model_dir": str(settings.model_dir)},
+        )
     log.info(
         "service started",
         extra={

@@ -116,7 +116,7 @@ def _strict_loads(raw: bytes) -> Any:
     except json.JSONDecodeError as exc:
         raise MalformedRequest(
             "the request body is not valid JSON",
-            [FieldError("", f"{exc.msg} at line {exc.lineno} column {exc.colno}", "json_syntax")],
+            [FieldError("", _syntax_message(exc), "json_syntax")],
         ) from None
     except RecursionError:
         raise MalformedRequest(
@@ -128,6 +128,24 @@ def _strict_loads(raw: bytes) -> Any:
             "the request body is not acceptable JSON", [FieldError("", str(exc), "json_syntax")]
         ) from None
     return value
+
+
+_CLOSERS = {"}": "object", "]": "array"}
+
+
+def _syntax_message(exc: json.JSONDecodeError) -> str:
+    """The parser's message with its position; a trailing comma is named the same way on every
+    Python (3.13's words, at the comma): 3.11/3.12 report what they expected after it instead."""
+    msg, pos, doc = exc.msg, exc.pos, exc.doc
+    if not msg.startswith("Illegal trailing comma"):
+        before = doc[:pos].rstrip()
+        closer = doc[pos : pos + 1]
+        if closer in _CLOSERS and before.endswith(",") and not before[:-1].rstrip().endswith(","):
+            pos = len(before) - 1
+            msg = f"Illegal trailing comma before end of {_CLOSERS[closer]}"
+    line = doc.count("\n", 0, pos) + 1
+    column = pos - doc.rfind("\n", 0, pos)
+    return f"{msg} at line {line} column {column}"
 
 
 def requested_version(request: Request) -> str | None:

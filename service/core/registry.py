@@ -185,7 +185,8 @@ def _without_paths(text: str) -> str:
 class Registry:
     """Every model version found at start-up, loaded or not, and which version is the default."""
 
-    def __init__(self, statuses: list[ModelStatus]) -> None:
+    def __init__(self, statuses: list[ModelStatus], model_dir: Path | None = None) -> None:
+        self._model_dir = model_dir
         self._statuses = statuses
         self._by_key = {(s.name, s.version): s for s in statuses}
         self._default = {s.name: s for s in statuses if s.default}
@@ -205,7 +206,7 @@ class Registry:
             if name_dir.name.startswith("."):
                 continue
             statuses.extend(_load_model(name_dir, pinned.get(name_dir.name)))
-        return cls(statuses)
+        return cls(statuses, model_dir)
 
     @property
     def statuses(self) -> list[ModelStatus]:
@@ -219,7 +220,13 @@ class Registry:
 
     def not_ready_reasons(self) -> list[str]:
         if not self._statuses:
-            return ["no models found in the model directory"]
+            # The usual cause is an installed wheel (no models/ beside it): say how to point at one.
+            # The path itself goes to the log only (create_app): answers name no paths.
+            return [
+                "no models found in the model directory (expected <name>/<version>/manifest.json;"
+                " set ECMO_MODEL_DIR to the directory that holds them, e.g. the repository's"
+                " models/)"
+            ]
         return [f"{s.name} {s.version}: {s.reason}" for s in self._statuses if not s.ready]
 
     def get(self, name: str, version: str | None = None) -> LoadedModel:

@@ -77,9 +77,25 @@ def _summary(run: TrainingRun) -> str:
     return "\n".join(lines)
 
 
+def _missing_training_extra() -> str | None:
+    """matplotlib (the [train] extra) draws the card's ROC and calibration plots."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return (
+            "error: ecmo-train needs the training extra (matplotlib, for the model card's ROC and "
+            "calibration plots): pip install 'ecmo-risk-service[train]' (in a checkout: "
+            "scripts/setup)"
+        )
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if (missing := _missing_training_extra()) is not None:
+        print(missing, file=sys.stderr)
+        return 2
     kind = MODEL_KINDS[args.kind]
     if args.write_csv is not None and not args.simulate:
         parser.error("--write-csv needs --simulate")

@@ -20,7 +20,7 @@ import joblib
 import numpy as np
 
 from service.core.specs import ModelKind
-from service.training import card, metrics, plots
+from service.training import card, metrics
 from service.training.cohort import (
     Cohort,
     FloatArray,
@@ -266,6 +266,9 @@ def write_version(
         roc_curves = [("combined model", run.p_test)]
         if run.kind.name == "weaning":
             roc_curves.append(("VRR alone", run.x_test[:, run.kind.feature_names.index("vrr")]))
+        # matplotlib (the [train] extra) only here: ecmo-train checks for it before it starts.
+        from service.training import plots
+
         plots.write_roc(tmp / card.ROC_FILE, run.y_test, roc_curves, run.kind.name)
         plots.write_calibration(tmp / card.CALIBRATION_FILE, run.y_test, run.p_test, run.kind.name)
         doc = card.manifest(

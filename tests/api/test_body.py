@@ -75,3 +75,30 @@ def test_a_plain_body_does_not_need_the_strict_parse(monkeypatch: pytest.MonkeyP
             "patients": [{"inputs": {"apache_ii": 22, "ref": "urn:x"}}],
             "n": 1.5,
         }
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"inputs": {"apache_ii": 22,}}', "Illegal trailing comma before end of object"),
+        (b'{"a": 1 ,\n  }', "Illegal trailing comma before end of object"),
+        (b"[1, 2,]", "Illegal trailing comma before end of array"),
+        (b'{"a": [1,\t]}', "Illegal trailing comma before end of array"),
+    ],
+)
+def test_a_trailing_comma_is_named_the_same_on_every_python(raw: bytes, message: str) -> None:
+    # Python 3.13 names a trailing comma and points at it; 3.11/3.12 report what they expected
+    # after it, one character later. The service says it one way, at the comma.
+    comma = raw.rindex(b",")
+    line = raw.count(b"\n", 0, comma) + 1
+    column = comma - (raw.rfind(b"\n", 0, comma) + 1) + 1
+    assert outcome(lambda: _strict_loads(raw)) == (
+        "error",
+        [("", f"{message} at line {line} column {column}", "json_syntax")],
+    )
+
+
+@pytest.mark.parametrize("raw", [b'{"a": 1,, "b": 2}', b"[1,,2]", b'{"a" 1}', b"[1 2]"])
+def test_other_syntax_errors_keep_the_parser_s_words(raw: bytes) -> None:
+    kind, errors = outcome(lambda: _strict_loads(raw))
+    assert kind == "error" and "trailing comma" not in errors[0][1]

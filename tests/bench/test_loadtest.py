@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -35,6 +36,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    do_GET = do_POST
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -120,3 +123,58 @@ def test_refuses_a_non_loopback_host_without_allow_remote(tmp_path):
     done = _run("http://example.invalid/predict", body, "-d", "1")
     assert done.returncode != 0
     assert "not a loopback address" in done.stderr
+
+
+def test_a_run_shorter_than_its_start_delay_has_a_positive_duration(server):
+    # One GET (no body: no delayed-ACK pause) ends well within the 50 ms the threads are given
+    # to start: the duration is measured from the common start to the last answer.
+    url, _ = server
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), url, "-c", "1", "-n", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    result = json.loads(done.stdout)
+    assert result["requests"] == 1
+    assert result["duration_s"] >= 0
+    assert result["rps"] > 0
+
+
+def test_long_runs_show_progress_on_stderr(server, tmp_path):
+    url, _ = server
+    body = tmp_path / "body.json"
+    body.write_text("{}")
+    done = _run(url, body, "-c", "2", "-d", "1.5", "--progress", "0.4", "--json")
+    lines = [line for line in done.stderr.splitlines() if line.startswith("progress:")]
+    assert lines, done.stderr
+    for line in lines:
+        assert re.fullmatch(
+            r"progress:\s+[0-9.]+/2 s  \d+ requests  \d+ req/s  errors \d+", line
+        ), line
+    assert json.loads(done.stdout)["requests"] > 0  # stdout stays pure JSON
+
+
+def _loadtest_module():
+    spec = importlib.util.spec_from_file_location("loadtest", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["loadtest"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_says_when_the_client_is_the_bottleneck(server, tmp_path):
+    loadtest = _loadtest_module()
+    assert loadtest.client_bound(loadtest.CLIENT_BOUND_PCT)
+    assert not loadtest.client_bound(loadtest.CLIENT_BOUND_PCT - 1)
+    url, _ = server
+    body = tmp_path / "body.json"
+    body.write_text("{}")
+    result = json.loads(_run(url, body, "-c", "1", "-n", "5", "--json").stdout)
+    assert result["client_bound"] == loadtest.client_bound(result["client_cpu_pct_of_one_core"])
+    for cpu, bound in ((95.0, True), (20.0, False)):
+        text = loadtest.render({**result, "client_cpu_pct_of_one_core": cpu, "client_bound": bound})
+        assert ("the client was the bottleneck" in text) is bound
+        assert f"client CPU: {cpu} % of one core" in text

@@ -115,10 +115,15 @@ def test_default_version_can_be_pinned(tmp_path: Path) -> None:
     assert not pinned_missing.ready
 
 
-def test_empty_model_dir_is_not_ready(tmp_path: Path) -> None:
+def test_empty_model_dir_is_not_ready_and_says_how_to_point_at_one(tmp_path: Path) -> None:
+    # An installed wheel has no models/ beside it: the reason names the setting that points at a
+    # model directory (the directory's path goes to the log only: answers name no paths).
     registry = Registry.load(tmp_path / "nothing")
     assert not registry.ready
-    assert registry.not_ready_reasons() == ["no models found in the model directory"]
+    (reason,) = registry.not_ready_reasons()
+    assert reason.startswith("no models found in the model directory")
+    assert "ECMO_MODEL_DIR" in reason and "<name>/<version>/manifest.json" in reason
+    assert str(tmp_path) not in reason
 
 
 def test_manifest_in_the_wrong_directory_is_refused(tmp_path: Path) -> None:
