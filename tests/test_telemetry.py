@@ -39,3 +39,24 @@ def test_a_batch_observation_counts_exactly_what_one_by_one_would() -> None:
     assert expected.keys() == got.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-12), key
+
+
+def _bucket_of(metrics_registry: CollectorRegistry, seconds: float) -> str:
+    """The smallest `le` whose cumulative count includes one observation of `seconds`."""
+    metrics = create_metrics(metrics_registry)
+    metrics.observe_request("/v1/models/<name>/predict", "POST", 200, seconds)
+    buckets = [
+        (float(s.labels["le"]), s.value)
+        for family in text_string_to_metric_families(generate_latest(metrics_registry).decode())
+        for s in family.samples
+        if s.name == "ecmo_http_request_duration_seconds_bucket"
+    ]
+    return str(min(le for le, count in buckets if count == 1))
+
+
+def test_latency_buckets_resolve_sub_millisecond_predictions() -> None:
+    # In-process predictions take ~0.1 ms; a 1 ms first bucket put 99.5 % of them in one bucket.
+    assert _bucket_of(CollectorRegistry(), 0.0001) != _bucket_of(CollectorRegistry(), 0.0005)
+    assert _bucket_of(CollectorRegistry(), 0.0005) != _bucket_of(CollectorRegistry(), 0.002)
+    # Batches of 1,000 take seconds on a slow node: still resolved, not all in +Inf.
+    assert _bucket_of(CollectorRegistry(), 2.0) != _bucket_of(CollectorRegistry(), 8.0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import string
 import logging
 from typing import Any
 
@@ -138,3 +140,40 @@ def test_every_answer_carries_one_request_id_and_one_server_timing(client: Flask
     for r in answers:
         assert len(r.headers.getlist("X-Request-ID")) == 1
         assert len(r.headers.getlist("Server-Timing")) == 1
+
+
+def _request_series(client: FlaskClient) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    text = client.get("/metrics").get_data(as_text=True)
+    return {
+        (s.name, tuple(sorted(s.labels.items())))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("ecmo_http_")
+    }
+
+
+def test_random_methods_and_paths_cannot_grow_the_series_count(client: FlaskClient) -> None:
+    """Label values are bounded: made-up methods and paths fold into one value each, so an
+    unauthenticated caller cannot create series (4 made-up methods used to create 64)."""
+    rnd = random.Random(17)
+
+    def noise(n: int) -> list[str]:
+        sent = []
+        for _ in range(n):
+            method = "".join(rnd.choices(string.ascii_uppercase, k=rnd.randint(3, 9)))
+            path = rnd.choice(["/v1/models", "/metrics", "/v1/models/ich/predict", "/"]) + (
+                "/" + "".join(rnd.choices(string.ascii_lowercase, k=8)) if rnd.random() < 0.5 else ""
+            )
+            client.open(path, method=method)
+            client.open("/" + "".join(rnd.choices(string.ascii_lowercase, k=12)))
+            sent.append(method)
+        return sent
+
+    noise(20)
+    before = _request_series(client)
+    sent = noise(100)
+    after = _request_series(client)
+    assert after == before
+    labels = {value for _, pairs in after for _, value in pairs}
+    assert not set(sent) & labels
+    assert {"<other>", "<unmatched>"} <= labels
