@@ -28,7 +28,7 @@ from service.core.registry import Registry
 from service.core.scoring import Scoring
 from service.core.units import UnitTable
 from service.logs import configure_logging, log_fields
-from service.telemetry import create_metrics
+from service.telemetry import UNMATCHED_ROUTE, create_metrics
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 UNMETERED = ("/metrics", "/health/live", "/health/ready")
@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     def _finish(response: Response) -> Response:
         req, ctx = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
         elapsed = time.perf_counter() - ctx.get("started", time.perf_counter())
-        route = req.url_rule.rule if req.url_rule is not None else "<unmatched>"
+        route = req.url_rule.rule if req.url_rule is not None else UNMATCHED_ROUTE
         request_id = ctx.get("request_id", "")
         method, status = req.method, response.status_code
         # add, not set: nothing else sets these two, so there is no earlier value to look for.

@@ -17,7 +17,28 @@ from typing import Any
 # gunicorn executes this file by path, so the repository root may not be on sys.path yet.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gunicorn.glogging import Logger
+
 from service.config import load_settings
+from service.logs import JsonFormatter
+
+
+class JsonLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger, writing its own lines ("Listening at", "Booting worker", worker
+    timeouts with their tracebacks) as the same JSON objects as the service's, on the same stream.
+
+    A logger_class rather than logconfig_dict: gunicorn turns its access log on whenever a
+    logconfig_dict is given, and ours (the ecmo.access logger) already writes one line a request.
+    setup() runs again on SIGHUP, so the formatter survives a reload.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+
+logger_class = JsonLogger
 
 _settings = load_settings()
 

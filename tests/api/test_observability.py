@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import string
-import logging
 from typing import Any
 
 import pytest
@@ -162,7 +162,9 @@ def test_random_methods_and_paths_cannot_grow_the_series_count(client: FlaskClie
         for _ in range(n):
             method = "".join(rnd.choices(string.ascii_uppercase, k=rnd.randint(3, 9)))
             path = rnd.choice(["/v1/models", "/metrics", "/v1/models/ich/predict", "/"]) + (
-                "/" + "".join(rnd.choices(string.ascii_lowercase, k=8)) if rnd.random() < 0.5 else ""
+                "/" + "".join(rnd.choices(string.ascii_lowercase, k=8))
+                if rnd.random() < 0.5
+                else ""
             )
             client.open(path, method=method)
             client.open("/" + "".join(rnd.choices(string.ascii_lowercase, k=12)))
