@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     app = ServiceFlask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    served = [(m.name, m.version, m.sha256) for s in registry.statuses if (m := s.model)]
+    statuses = registry.statuses
 
     # Each use of the `request` and `g` proxies is a context lookup (~0.5 us; ~20 of them made
     # up a twentieth of a prediction's CPU): each hook resolves them once.
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         incoming = req.environ.get("HTTP_X_REQUEST_ID", "")
         # 128 random bits as 32 hex digits, as uuid4().hex but without building a UUID object.
         ctx.request_id = incoming if REQUEST_ID.match(incoming) else os.urandom(16).hex()
-        metrics.mark_models(served)
+        metrics.mark_models(statuses)
 
     @app.after_request
     def _finish(response: Response) -> Response:

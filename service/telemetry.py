@@ -1,13 +1,13 @@
 """Prometheus metrics: created per app against an injected registry; multiprocess-aware.
 
-Label values are bounded: route templates (never raw paths), model names and versions from the
-manifests, risk band names, and field paths from our own schemas (unknown caller-chosen keys are
-folded into "<unknown>"). No label ever carries a patient value.
+Label values are bounded: route templates (never raw paths), the HTTP methods in KNOWN_METHODS
+(others fold into "<other>"), model names, versions and feature names from the manifests, risk
+band names, and field paths from our own schemas (unknown caller-chosen keys are folded into
+"<unknown>"). No label ever carries a patient value: inputs are only counted into fixed buckets.
 """
 
 from __future__ import annotations
 
-import bisect
 import collections
 import math
 import os
@@ -15,7 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.utils import floatToGoString
+
+from service.core.drift import FEATURE_BUCKETS, PROBABILITY_BUCKETS, bucket_counts
+from service.core.registry import ModelStatus
 
 # In-process predictions take ~0.1 ms (median), a single prediction through gunicorn ~1 ms, a
 # 1,000-patient batch ~10 ms, and a slow node or a large CDS prefetch seconds: buckets from 50 us to
@@ -47,7 +53,39 @@ LATENCY_BUCKETS = (
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER_METHOD = "<other>"
 UNMATCHED_ROUTE = "<unmatched>"
-PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (1.0,)
+
+
+class FeatureHistogram(Histogram):
+    """A Histogram whose children take their buckets from core.drift.FEATURE_BUCKETS by their
+    `feature` label: each input feature has its own clinically meaningful bounds in one metric
+    family (prometheus_client gives all children of a Histogram the parent's buckets, and
+    creates children through the constructor with their label values)."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        namespace: str = "",
+        subsystem: str = "",
+        unit: str = "",
+        registry: CollectorRegistry | None = REGISTRY,
+        _labelvalues: Sequence[str] | None = None,
+        buckets: Sequence[float] = (0.0,),
+    ) -> None:
+        if _labelvalues:
+            buckets = FEATURE_BUCKETS[_labelvalues[list(labelnames).index("feature")]]
+        super().__init__(
+            name,
+            documentation,
+            labelnames,
+            namespace,
+            subsystem,
+            unit,
+            registry,
+            _labelvalues,
+            buckets,
+        )
 
 
 @dataclass
@@ -59,12 +97,17 @@ class Metrics:
     probability: Histogram
     validation_errors: Counter
     model_info: Gauge
+    model_ready: Gauge
     cds_feedback: Counter
+    inputs: FeatureHistogram
+    input_reference: Gauge
+    probability_reference: Gauge
     _info_pid: int = field(default=0)
     # labels() validates and looks up its arguments on every call; the labelled children for a
     # (model, version, band) are the same objects every time, and a batch observes 1,000 of them.
     _prediction_children: dict[tuple[str, str, str], tuple[Any, Any]] = field(default_factory=dict)
     _request_children: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
+    _input_children: dict[tuple[str, str, str], Any] = field(default_factory=dict)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One answered request: counted by route template, method and status; its time histogrammed.
@@ -113,28 +156,85 @@ class Metrics:
         for band, count in collections.Counter(bands).items():
             self._children(model, version, band)[0].inc(count)
         histogram = self.probability.labels(model=model, version=version)
-        buckets = getattr(histogram, "_buckets", None)
-        total = getattr(histogram, "_sum", None)
-        bounds = getattr(histogram, "_upper_bounds", None)
-        if buckets is None or total is None or bounds is None:
-            # prometheus_client's internals moved: fall back to the public API, one by one.
-            for p in probabilities:
-                histogram.observe(p)
-            return
-        # Histogram.observe counts an amount in the first bucket whose bound is >= it.
-        per_bucket = collections.Counter(bisect.bisect_left(bounds, p) for p in probabilities)
-        for index, count in per_bucket.items():
-            buckets[index].inc(count)
-        total.inc(math.fsum(probabilities))
+        _observe_many(histogram, np.asarray(probabilities, dtype=np.float64))
 
-    def mark_models(self, models: list[tuple[str, str, str]]) -> None:
-        """Set model_info once per process (the gauge is per live process in multiprocess mode)."""
+    def _input_child(self, model: str, version: str, feature: str) -> Any:
+        key = (model, version, feature)
+        child = self._input_children.get(key)
+        if child is None:
+            child = self._input_children[key] = self.inputs.labels(
+                model=model, version=version, feature=feature
+            )
+        return child
+
+    def observe_inputs(
+        self, model: str, version: str, features: Sequence[str], x: npt.NDArray[np.float64]
+    ) -> None:
+        """Scored patients' features in canonical units, x [patients, features] in the order of
+        `features`: counted into each feature's fixed buckets (FEATURE_BUCKETS), one update per
+        bucket and feature, never per patient. Only counts leave: no value becomes a label."""
+        if x.shape[0] == 0:
+            return
+        for j, feature in enumerate(features):
+            _observe_many(self._input_child(model, version, feature), x[:, j])
+
+    def observe_input(self, model: str, version: str, values: Sequence[tuple[str, float]]) -> None:
+        """One scored patient's (feature, canonical value) pairs."""
+        for feature, value in values:
+            self._input_child(model, version, feature).observe(value)
+
+    def mark_models(self, statuses: Sequence[ModelStatus]) -> None:
+        """Set the per-model gauges once per process (gauges are per live process in multiprocess
+        mode): model_info for each served model, model_ready for each model found (1 served, 0
+        refused), and the drift references of the served models' derivation cohorts."""
         pid = os.getpid()
         if self._info_pid == pid:
             return
         self._info_pid = pid
-        for name, version, sha in models:
-            self.model_info.labels(name=name, version=version, sha256=sha).set(1)
+        for status in statuses:
+            self.model_ready.labels(model=status.name, version=status.version).set(
+                1 if status.ready else 0
+            )
+            m = status.model
+            if m is None:
+                continue
+            self.model_info.labels(name=m.name, version=m.version, sha256=m.sha256).set(1)
+            reference = m.manifest.reference
+            if reference is None:
+                continue
+            for feature, dist in reference.features.items():
+                for le, fraction in zip(dist.le, dist.cumulative_fraction, strict=True):
+                    self.input_reference.labels(
+                        model=m.name, version=m.version, feature=feature, le=_le(le)
+                    ).set(fraction)
+            dist = reference.probability
+            for le, fraction in zip(dist.le, dist.cumulative_fraction, strict=True):
+                self.probability_reference.labels(model=m.name, version=m.version, le=_le(le)).set(
+                    fraction
+                )
+
+
+def _le(bound: float) -> str:
+    """A bound as the histograms write their `le` label, so a rule can match the two."""
+    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
+
+
+def _observe_many(histogram: Any, values: npt.NDArray[np.float64]) -> None:
+    """histogram.observe(v) for every v, as one update per bucket: bucket_counts puts a value in
+    the first bucket whose bound is >= it, as Histogram.observe does."""
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    bounds = getattr(histogram, "_upper_bounds", None)
+    if buckets is None or total is None or bounds is None:
+        # prometheus_client's internals moved: fall back to the public API, one by one.
+        for v in values.tolist():
+            histogram.observe(v)
+        return
+    # The last bound is +Inf: bucket_counts' overflow count is always 0 then.
+    counts = bucket_counts(values, bounds[:-1])
+    for index in np.flatnonzero(counts).tolist():
+        buckets[index].inc(int(counts[index]))
+    total.inc(math.fsum(values.tolist()))
 
 
 def create_metrics(registry: CollectorRegistry) -> Metrics:
@@ -176,6 +276,34 @@ def create_metrics(registry: CollectorRegistry) -> Metrics:
             "ecmo_model_info",
             "Models served by this process: 1 per name, version and artifact sha256.",
             ["name", "version", "sha256"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        ),
+        model_ready=Gauge(
+            "ecmo_model_ready",
+            "1 when the model version was verified and is served, 0 when it was refused.",
+            ["model", "version"],
+            registry=registry,
+            multiprocess_mode="livemin",
+        ),
+        inputs=FeatureHistogram(
+            "ecmo_input_feature",
+            "Scored patients' input features in canonical units, in fixed clinical buckets per "
+            "feature (service/core/drift.py), for watching input drift.",
+            ["model", "version", "feature"],
+            registry=registry,
+        ),
+        input_reference=Gauge(
+            "ecmo_input_reference_fraction",
+            "Derivation cohort's cumulative fraction of each feature <= le (from the manifest).",
+            ["model", "version", "feature", "le"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        ),
+        probability_reference=Gauge(
+            "ecmo_predicted_probability_reference_fraction",
+            "Derivation cohort's cumulative fraction of predicted probabilities <= le (manifest).",
+            ["model", "version", "le"],
             registry=registry,
             multiprocess_mode="livemax",
         ),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import random
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.telemetry import PROBABILITY_BUCKETS, create_metrics
+from service.core.drift import FEATURE_BUCKETS, PROBABILITY_BUCKETS
+from service.telemetry import create_metrics
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -60,3 +63,32 @@ def test_latency_buckets_resolve_sub_millisecond_predictions() -> None:
     assert _bucket_of(CollectorRegistry(), 0.0005) != _bucket_of(CollectorRegistry(), 0.002)
     # Batches of 1,000 take seconds on a slow node: still resolved, not all in +Inf.
     assert _bucket_of(CollectorRegistry(), 2.0) != _bucket_of(CollectorRegistry(), 8.0)
+
+
+def test_input_batches_count_exactly_what_one_by_one_would_in_each_features_buckets() -> None:
+    rnd = random.Random(9)
+    names = ("gwr", "stroke_history", "ffp_volume_ml", "min_platelets")
+    columns = []
+    for name in names:
+        edges = FEATURE_BUCKETS[name]
+        # Each edge, values just above it, and random values across and beyond the range.
+        column = [*edges, *(e + 1e-9 for e in edges)]
+        column += [rnd.uniform(edges[0] - 1, edges[-1] * 1.5) for _ in range(300)]
+        columns.append(column[:300])
+    x = np.array(columns).T
+    one_by_one, batch = create_metrics(CollectorRegistry()), create_metrics(CollectorRegistry())
+    for row in x.tolist():
+        one_by_one.observe_input("ich", "1.0.0", list(zip(names, row, strict=True)))
+    batch.observe_inputs("ich", "1.0.0", names, x)
+    expected, got = samples(one_by_one.registry), samples(batch.registry)
+    assert expected.keys() == got.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-12), key
+    # Each feature has its own clinical bucket bounds (plus +Inf), not one shared set.
+    for name in names:
+        les = [
+            float(dict(labels)["le"])
+            for (sample, labels) in got
+            if sample == "ecmo_input_feature_bucket" and dict(labels)["feature"] == name
+        ]
+        assert sorted(les) == [*FEATURE_BUCKETS[name], math.inf]

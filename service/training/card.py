@@ -17,7 +17,9 @@ import joblib
 import numpy as np
 import sklearn
 
+from service.core.drift import reference_distribution
 from service.core.manifest import MANIFEST_VERSION
+from service.training.fit import predict_proba
 from service.training import published
 
 if TYPE_CHECKING:
@@ -231,6 +233,10 @@ def manifest(
         "card": CARD_FILE,
         "plots": {"roc": ROC_FILE, "calibration": CALIBRATION_FILE},
         "training": training,
+        # What the drift alerts compare live inputs and probabilities with (service/core/drift.py).
+        "reference_distribution": reference_distribution(
+            kind.feature_names, x_train, predict_proba(run.model, x_train)
+        ),
     }
 
 
