@@ -20,8 +20,10 @@ import numpy.typing as npt
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.utils import floatToGoString
 
-from service.core.drift import FEATURE_BUCKETS, PROBABILITY_BUCKETS, bucket_counts
-from service.core.registry import ModelStatus
+from service.core.drift import PROBABILITY_BUCKETS, bucket_counts
+from service.core.predictor import Prediction
+from service.core.registry import LoadedModel, ModelStatus
+from service.core.scoring import Batch
 
 # In-process predictions take ~0.1 ms (median), a single prediction through gunicorn ~1 ms, a
 # 1,000-patient batch ~10 ms, and a slow node or a large CDS prefetch seconds: buckets from 50 us to
@@ -56,10 +58,11 @@ UNMATCHED_ROUTE = "<unmatched>"
 
 
 class FeatureHistogram(Histogram):
-    """A Histogram whose children take their buckets from core.drift.FEATURE_BUCKETS by their
-    `feature` label: each input feature has its own clinically meaningful bounds in one metric
-    family (prometheus_client gives all children of a Histogram the parent's buckets, and
-    creates children through the constructor with their label values)."""
+    """A Histogram whose children each have their own buckets: an input feature's clinically
+    meaningful bounds (FeatureSpec.drift_buckets) in one metric family. prometheus_client gives a
+    Histogram's children the parent's buckets, creating each through the constructor with its
+    label values and the parent's keyword arguments; here those carry a table from label values
+    to buckets, which labels_with_buckets fills before asking for a child."""
 
     def __init__(
         self,
@@ -72,9 +75,11 @@ class FeatureHistogram(Histogram):
         registry: CollectorRegistry | None = REGISTRY,
         _labelvalues: Sequence[str] | None = None,
         buckets: Sequence[float] = (0.0,),
+        bucket_table: dict[tuple[str, ...], tuple[float, ...]] | None = None,
     ) -> None:
+        table = {} if bucket_table is None else bucket_table
         if _labelvalues:
-            buckets = FEATURE_BUCKETS[_labelvalues[list(labelnames).index("feature")]]
+            buckets = table[tuple(_labelvalues)]
         super().__init__(
             name,
             documentation,
@@ -86,6 +91,12 @@ class FeatureHistogram(Histogram):
             _labelvalues,
             buckets,
         )
+        self._kwargs["bucket_table"] = table
+
+    def labels_with_buckets(self, buckets: Sequence[float], *values: str) -> Any:
+        """The child for these label values (in labelnames order), created with `buckets`."""
+        self._kwargs["bucket_table"].setdefault(values, tuple(buckets))
+        return self.labels(*values)
 
 
 @dataclass
@@ -158,30 +169,61 @@ class Metrics:
         histogram = self.probability.labels(model=model, version=version)
         _observe_many(histogram, np.asarray(probabilities, dtype=np.float64))
 
-    def _input_child(self, model: str, version: str, feature: str) -> Any:
-        key = (model, version, feature)
+    def observe_patient(self, p: Prediction) -> None:
+        """One patient scored on the per-patient path: its band, probability and inputs."""
+        m = p.model
+        self.observe_prediction(m.name, m.version, p.band.name, p.probability)
+        by_feature = {c.feature: c.value for c in p.contributions}
+        for j, spec in enumerate(m.kind.features):
+            self._input_child(m, j).observe(by_feature[spec.name])
+
+    def observe_batch(self, model: LoadedModel, batch: Batch) -> None:
+        """A batch the scoring layer (core.scoring) scored with no refused row: every patient's
+        band, probability and canonical inputs, from its column scores and the rows it scored one
+        by one. One update per band, bucket and feature, never one per patient."""
+        bands = model.manifest.risk_bands
+        names = model.kind.feature_names
+        cols = batch.columns
+        if cols is None:
+            probability = np.zeros(batch.n)
+            band = np.zeros(batch.n, dtype=np.int64)
+            x = np.zeros((batch.n, len(names)))
+        elif batch.predictions:
+            probability, band, x = cols.probability.copy(), cols.band.copy(), cols.features.copy()
+        else:
+            probability, band, x = cols.probability, cols.band, cols.features
+        for i, p in batch.predictions.items():
+            probability[i] = p.probability
+            band[i] = bands.index(p.band)
+            by_feature = {c.feature: c.value for c in p.contributions}
+            x[i] = [by_feature[name] for name in names]
+        counts = np.bincount(band, minlength=len(bands)).tolist()
+        for b, count in zip(bands, counts, strict=False):
+            if count:
+                self._children(model.name, model.version, b.name)[0].inc(count)
+        histogram = self.probability.labels(model=model.name, version=model.version)
+        _observe_many(histogram, probability)
+        self.observe_inputs(model, x)
+
+    def _input_child(self, model: LoadedModel, j: int) -> Any:
+        spec = model.kind.features[j]
+        key = (model.name, model.version, spec.name)
         child = self._input_children.get(key)
         if child is None:
-            child = self._input_children[key] = self.inputs.labels(
-                model=model, version=version, feature=feature
+            child = self._input_children[key] = self.inputs.labels_with_buckets(
+                spec.drift_buckets, *key
             )
         return child
 
-    def observe_inputs(
-        self, model: str, version: str, features: Sequence[str], x: npt.NDArray[np.float64]
-    ) -> None:
-        """Scored patients' features in canonical units, x [patients, features] in the order of
-        `features`: counted into each feature's fixed buckets (FEATURE_BUCKETS), one update per
-        bucket and feature, never per patient. Only counts leave: no value becomes a label."""
+    def observe_inputs(self, model: LoadedModel, x: npt.NDArray[np.float64]) -> None:
+        """Scored patients' features in canonical units, x [patients, features] in the kind's
+        feature order: counted into each feature's fixed buckets (FeatureSpec.drift_buckets),
+        one update per bucket and feature, never per patient. Only counts leave: no value
+        becomes a label."""
         if x.shape[0] == 0:
             return
-        for j, feature in enumerate(features):
-            _observe_many(self._input_child(model, version, feature), x[:, j])
-
-    def observe_input(self, model: str, version: str, values: Sequence[tuple[str, float]]) -> None:
-        """One scored patient's (feature, canonical value) pairs."""
-        for feature, value in values:
-            self._input_child(model, version, feature).observe(value)
+        for j in range(x.shape[1]):
+            _observe_many(self._input_child(model, j), x[:, j])
 
     def mark_models(self, statuses: Sequence[ModelStatus]) -> None:
         """Set the per-model gauges once per process (gauges are per live process in multiprocess
@@ -289,7 +331,7 @@ def create_metrics(registry: CollectorRegistry) -> Metrics:
         inputs=FeatureHistogram(
             "ecmo_input_feature",
             "Scored patients' input features in canonical units, in fixed clinical buckets per "
-            "feature (service/core/drift.py), for watching input drift.",
+            "feature (FeatureSpec.drift_buckets), for watching input drift.",
             ["model", "version", "feature"],
             registry=registry,
         ),

@@ -125,7 +125,7 @@ def write_model(
         "limits": "random data",
         "card": "MODEL_CARD.md",
         "reference_distribution": reference_distribution(
-            spec.feature_names, x, predict_proba(pipeline, x)
+            spec.features, x, predict_proba(pipeline, x)
         ),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))

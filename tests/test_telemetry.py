@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.core.drift import FEATURE_BUCKETS, PROBABILITY_BUCKETS
+from service.core.drift import PROBABILITY_BUCKETS
+from service.core.kinds import ICH
+from service.core.registry import load_version
+from service.core.scoring import Scoring
 from service.telemetry import create_metrics
+from tests.factories import write_model
+
+FEATURES = {f.name: f.drift_buckets for f in ICH.features}
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -65,30 +72,40 @@ def test_latency_buckets_resolve_sub_millisecond_predictions() -> None:
     assert _bucket_of(CollectorRegistry(), 2.0) != _bucket_of(CollectorRegistry(), 8.0)
 
 
-def test_input_batches_count_exactly_what_one_by_one_would_in_each_features_buckets() -> None:
+def test_a_scored_batch_counts_exactly_what_its_patients_one_by_one_would(tmp_path: Path) -> None:
+    """observe_batch (columns plus the rows scored one by one) against observe_patient for each
+    patient: the same bands, probabilities and per-feature input buckets."""
+    model = load_version(write_model(tmp_path, "ich"))
     rnd = random.Random(9)
-    names = ("gwr", "stroke_history", "ffp_volume_ml", "min_platelets")
-    columns = []
-    for name in names:
-        edges = FEATURE_BUCKETS[name]
-        # Each edge, values just above it, and random values across and beyond the range.
-        column = [*edges, *(e + 1e-9 for e in edges)]
-        column += [rnd.uniform(edges[0] - 1, edges[-1] * 1.5) for _ in range(300)]
-        columns.append(column[:300])
-    x = np.array(columns).T
-    one_by_one, batch = create_metrics(CollectorRegistry()), create_metrics(CollectorRegistry())
-    for row in x.tolist():
-        one_by_one.observe_input("ich", "1.0.0", list(zip(names, row, strict=True)))
-    batch.observe_inputs("ich", "1.0.0", names, x)
-    expected, got = samples(one_by_one.registry), samples(batch.registry)
+    patients = []
+    for i in range(300):
+        patient: dict[str, Any] = {
+            "gwr": rnd.choice([*FEATURES["gwr"], rnd.uniform(0.95, 1.6)]),
+            "stroke_history": rnd.random() < 0.2,
+            "ffp_volume": {"value": rnd.choice([0, 250, 400, 2500, 9000]), "unit": "mL"},
+            "min_platelets": {"value": rnd.choice([20, 50, 80.5, 300, 700]), "unit": "10*9/L"},
+        }
+        if i % 7 == 0:  # the per-patient path (GWR from HU)
+            del patient["gwr"]
+            patient |= {"grey_matter_hu": 36.0, "white_matter_hu": 30.0}
+        patients.append(patient)
+    scoring = Scoring()
+    batch = scoring.patients(model, patients)
+    assert not batch.errors and batch.predictions and batch.columns is not None
+    one_by_one, together = create_metrics(CollectorRegistry()), create_metrics(CollectorRegistry())
+    for patient in patients:
+        one_by_one.observe_patient(scoring.one(model, patient))
+    together.observe_batch(model, batch)
+    expected, got = samples(one_by_one.registry), samples(together.registry)
     assert expected.keys() == got.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-12), key
     # Each feature has its own clinical bucket bounds (plus +Inf), not one shared set.
-    for name in names:
+    for name, bounds in FEATURES.items():
         les = [
             float(dict(labels)["le"])
             for (sample, labels) in got
             if sample == "ecmo_input_feature_bucket" and dict(labels)["feature"] == name
         ]
-        assert sorted(les) == [*FEATURE_BUCKETS[name], math.inf]
+        assert sorted(les) == [*bounds, math.inf]
+    assert sum(v for (n, _), v in got.items() if n == "ecmo_input_feature_count") == 4 * 300

@@ -1,5 +1,5 @@
-"""Fixed, clinically meaningful buckets per input feature (canonical units) and a cohort's
-distribution over them.
+"""A cohort's distribution over fixed, clinically meaningful buckets per input feature
+(canonical units; each kind's FeatureSpec.drift_buckets) and over predicted probabilities.
 
 Training records the derivation cohort's cumulative fraction at each bucket bound in the manifest
 (`reference_distribution`); the service histograms live inputs and probabilities over the same
@@ -16,27 +16,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from service.core.kinds.base import FeatureSpec
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-FEATURE_BUCKETS: dict[str, tuple[float, ...]] = {
-    # weaning. VRR: < 0 = more support at 24 h than at start; 1 = off all vasoactives.
-    "vrr": (-0.5, 0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99),
-    # APACHE II: the usual 5-point strata (0-4, 5-9, ... 30-34), then 35-40, 41-50, > 50.
-    "apache_ii": (4.0, 9.0, 14.0, 19.0, 24.0, 29.0, 34.0, 40.0, 50.0),
-    # VIS (Gaies 2010 groups < 10, 10-14, 15-19, 20-24, >= 25), with the high range split up.
-    "vis_24h": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 40.0, 60.0, 100.0, 250.0),
-    # Lactate, mmol/L: <= 2 normal, > 4 the shock threshold, > 10 severe.
-    "lactate_24h": (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0),
-    # ich. GWR: ~1.3 normal; < 1.2 suggests hypoxic-ischaemic injury.
-    "gwr": (1.0, 1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.5),
-    # Stroke history: le=0 counts patients without one.
-    "stroke_history": (0.0, 1.0),
-    # FFP mL: none, then about one unit (~200-250 mL) steps, then massive-transfusion volumes.
-    "ffp_volume_ml": (0.0, 250.0, 500.0, 750.0, 1000.0, 1500.0, 2500.0, 4000.0, 8000.0),
-    # Platelets 10*9/L: < 20 severe, < 50 bleeding threshold, < 150 thrombocytopenia, > 450 high.
-    "min_platelets": (20.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 450.0),
-}
 
 PROBABILITY_BUCKETS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (1.0,)
 
@@ -55,19 +38,19 @@ def cumulative_fractions(values: FloatArray, bounds: Sequence[float]) -> list[fl
 
 
 def reference_distribution(
-    feature_names: Sequence[str], x: FloatArray, probabilities: FloatArray
+    features: Sequence[FeatureSpec], x: FloatArray, probabilities: FloatArray
 ) -> dict[str, Any]:
     """The manifest's `reference_distribution` for a cohort: x [n, features] in canonical units
-    (columns in feature_names order) and the model's predicted probabilities for the same rows."""
+    (columns in `features` order) and the model's predicted probabilities for the same rows."""
     return {
         "cohort": "training split of the derivation cohort",
         "n": int(x.shape[0]),
         "features": {
-            name: {
-                "le": list(FEATURE_BUCKETS[name]),
-                "cumulative_fraction": cumulative_fractions(x[:, j], FEATURE_BUCKETS[name]),
+            f.name: {
+                "le": list(f.drift_buckets),
+                "cumulative_fraction": cumulative_fractions(x[:, j], f.drift_buckets),
             }
-            for j, name in enumerate(feature_names)
+            for j, f in enumerate(features)
         },
         "probability": {
             "le": list(PROBABILITY_BUCKETS),

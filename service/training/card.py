@@ -19,8 +19,8 @@ import sklearn
 
 from service.core.drift import reference_distribution
 from service.core.manifest import MANIFEST_VERSION
-from service.training.fit import predict_proba
 from service.training import published
+from service.training.fit import predict_proba
 
 if TYPE_CHECKING:
     from service.training.train import TrainingRun
@@ -235,7 +235,7 @@ def manifest(
         "training": training,
         # What the drift alerts compare live inputs and probabilities with (service/core/drift.py).
         "reference_distribution": reference_distribution(
-            kind.feature_names, x_train, predict_proba(run.model, x_train)
+            kind.features, x_train, predict_proba(run.model, x_train)
         ),
     }
 

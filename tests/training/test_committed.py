@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.core.drift import FEATURE_BUCKETS, PROBABILITY_BUCKETS
+from service.core.drift import PROBABILITY_BUCKETS
 from service.core.registry import Registry, load_version
 from service.core.specs import MODEL_KINDS
 from service.training.cohort import split_indices, streams
@@ -112,8 +112,9 @@ def test_the_committed_drift_reference_uses_the_buckets_the_service_histograms(n
     reference = load_version(MODELS / name / SHIPPED[name]).manifest.reference
     assert reference is not None
     assert set(reference.features) == set(MODEL_KINDS[name].feature_names)
+    buckets = {f.name: f.drift_buckets for f in MODEL_KINDS[name].features}
     for feature, distribution in reference.features.items():
-        assert distribution.le == FEATURE_BUCKETS[feature]
+        assert distribution.le == buckets[feature]
         assert distribution.cumulative_fraction[-1] <= 1.0
     assert reference.probability.le == PROBABILITY_BUCKETS
     # Not degenerate: the cohort spreads over the buckets.
