@@ -173,9 +173,8 @@ class Metrics:
         """One patient scored on the per-patient path: its band, probability and inputs."""
         m = p.model
         self.observe_prediction(m.name, m.version, p.band.name, p.probability)
-        by_feature = {c.feature: c.value for c in p.contributions}
-        for j, spec in enumerate(m.kind.features):
-            self._input_child(m, j).observe(by_feature[spec.name])
+        for j, value in enumerate(p.given):
+            self._input_child(m, j).observe(value)
 
     def observe_batch(self, model: LoadedModel, batch: Batch) -> None:
         """A batch the scoring layer (core.scoring) scored with no refused row: every patient's
@@ -195,8 +194,7 @@ class Metrics:
         for i, p in batch.predictions.items():
             probability[i] = p.probability
             band[i] = bands.index(p.band)
-            by_feature = {c.feature: c.value for c in p.contributions}
-            x[i] = [by_feature[name] for name in names]
+            x[i] = p.given
         counts = np.bincount(band, minlength=len(bands)).tolist()
         for b, count in zip(bands, counts, strict=False):
             if count:

@@ -258,3 +258,19 @@ def test_a_refused_model_is_exported_as_not_ready(tmp_path: Path) -> None:
         c.get("/health/ready")
         assert sample(c, "ecmo_model_ready", model="weaning") == 0
         assert sample(c, "ecmo_model_ready", model="ich") == 1
+
+
+def test_inputs_are_counted_as_given_not_at_the_edge_they_are_scored_at(
+    client: FlaskClient,
+) -> None:
+    """A value beyond the derivation range is scored at the range's edge (clinical safety), but
+    drift is about what arrives: the histogram counts the value given."""
+    patient = {**ICH_INPUTS, "ffp_volume": {"value": 5000, "unit": "mL"}}
+    single = client.post("/v1/models/ich/predict", json={"inputs": patient})
+    assert single.status_code == 200 and single.get_json()["extrapolated"] is True
+    batch = client.post("/v1/models/ich/predict/batch", json={"patients": [{"inputs": patient}]})
+    assert batch.status_code == 200
+    labels = {"model": "ich", "feature": "ffp_volume_ml"}
+    assert sample(client, "ecmo_input_feature_sum", **labels) == 10_000
+    assert sample(client, "ecmo_input_feature_bucket", le="4000.0", **labels) == 0
+    assert sample(client, "ecmo_input_feature_bucket", le="8000.0", **labels) == 2
