@@ -141,7 +141,6 @@ def create_pages_blueprint(deps: Deps) -> Blueprint:
     def page(text: str, mimetype: str, csp: str) -> Response:
         response = Response(text, mimetype=mimetype)
         response.headers["Content-Security-Policy"] = csp
-        response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
     def file(path: Path, mimetype: str, max_age: int) -> Response:
@@ -149,7 +148,6 @@ def create_pages_blueprint(deps: Deps) -> Blueprint:
         # server, and the bytes are whatever is on disk now.
         response = Response(path.read_bytes(), mimetype=mimetype)
         response.headers["Cache-Control"] = f"public, max-age={max_age}"
-        response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
     @bp.get("/docs")
