@@ -42,6 +42,8 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=root:root service/ ./service/
 COPY --chown=root:root models/ ./models/
+# The contract, served at /openapi.yaml and drawn by Swagger UI at /docs.
+COPY --chown=root:root openapi.yaml ./
 # Compile bytecode now: with a read-only root filesystem nothing can be written at run time.
 RUN python -m compileall -q /app/service
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 ECMO_BIND=0.0.0.0:8000 PROMETHEUS_MULTIPROC_DIR=/tmp/ecmo-prometheus

@@ -29,7 +29,7 @@ from service.core.scoring import Scoring
 from service.core.units import UnitTable
 from service.logs import configure_logging, log_fields
 from service.metrics_files import install_reserving_files
-from service.telemetry import create_metrics
+from service.telemetry import UNMATCHED_ROUTE, create_metrics
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 UNMETERED = ("/metrics", "/health/live", "/health/ready")
@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     app = ServiceFlask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    served = [(m.name, m.version, m.sha256) for s in registry.statuses if (m := s.model)]
+    statuses = registry.statuses
 
     # Each use of the `request` and `g` proxies is a context lookup (~0.5 us; ~20 of them made
     # up a twentieth of a prediction's CPU): each hook resolves them once.
@@ -117,13 +117,13 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         incoming = req.environ.get("HTTP_X_REQUEST_ID", "")
         # 128 random bits as 32 hex digits, as uuid4().hex but without building a UUID object.
         ctx.request_id = incoming if REQUEST_ID.match(incoming) else os.urandom(16).hex()
-        metrics.mark_models(served)
+        metrics.mark_models(statuses)
 
     @app.after_request
     def _finish(response: Response) -> Response:
         req, ctx = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
         elapsed = time.perf_counter() - ctx.get("started", time.perf_counter())
-        route = req.url_rule.rule if req.url_rule is not None else "<unmatched>"
+        route = req.url_rule.rule if req.url_rule is not None else UNMATCHED_ROUTE
         request_id = ctx.get("request_id", "")
         method, status = req.method, response.status_code
         # add, not set: nothing else sets these two, so there is no earlier value to look for.

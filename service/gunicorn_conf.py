@@ -39,6 +39,28 @@ if "ECMO_RUN_DIR" not in os.environ:
     # nginx's config, temp files and pid, and gunicorn's socket; kept across SIGHUP re-reads.
     os.environ["ECMO_RUN_DIR"] = tempfile.mkdtemp(prefix="ecmo-run-")
 
+from gunicorn.glogging import Logger
+
+from service.logs import JsonFormatter
+
+
+class JsonLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger, writing its own lines ("Listening at", "Booting worker", worker
+    timeouts with their tracebacks) as the same JSON objects as the service's, on the same stream.
+
+    A logger_class rather than logconfig_dict: gunicorn turns its access log on whenever a
+    logconfig_dict is given, and ours (the ecmo.access logger) already writes one line a request.
+    setup() runs again on SIGHUP, so the formatter survives a reload.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+
+logger_class = JsonLogger
+
 _settings = load_settings()
 _run_dir = Path(os.environ["ECMO_RUN_DIR"])
 _app_socket = _run_dir / "gunicorn.sock"

@@ -14,6 +14,7 @@ import joblib
 import numpy as np
 import sklearn
 
+from service.core.drift import reference_distribution
 from service.core.specs import MODEL_KINDS
 from service.training.fit import fit, predict_proba
 
@@ -123,6 +124,9 @@ def write_model(
         "intended_use": "tests only",
         "limits": "random data",
         "card": "MODEL_CARD.md",
+        "reference_distribution": reference_distribution(
+            spec.features, x, predict_proba(pipeline, x)
+        ),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     (out / "MODEL_CARD.md").write_text(f"# {name} {version}\n\nTiny test model.\n")

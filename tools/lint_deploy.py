@@ -114,7 +114,10 @@ API = {  # (group, version) -> [(resource, kind, namespaced)]
     ("autoscaling", "v2"): [("horizontalpodautoscalers", "HorizontalPodAutoscaler", True)],
     ("policy", "v1"): [("poddisruptionbudgets", "PodDisruptionBudget", True)],
     ("networking.k8s.io", "v1"): [("networkpolicies", "NetworkPolicy", True)],
-    ("monitoring.coreos.com", "v1"): [("servicemonitors", "ServiceMonitor", True)],
+    ("monitoring.coreos.com", "v1"): [
+        ("servicemonitors", "ServiceMonitor", True),
+        ("prometheusrules", "PrometheusRule", True),
+    ],
 }
 
 
@@ -242,7 +245,7 @@ def check_objects(chart: Chart, values: dict[str, Any], objects: list[dict[str, 
     by_kind: dict[str, dict[str, Any]] = {}
     for obj in objects:
         by_kind[obj["kind"]] = obj
-        if obj["kind"] == "ServiceMonitor":
+        if obj["kind"] in ("ServiceMonitor", "PrometheusRule"):
             continue  # a CRD: no schema in kubernetes-validate; checked below
         for version in chart.kube_versions:
             try:
@@ -259,6 +262,8 @@ def check_objects(chart: Chart, values: dict[str, Any], objects: list[dict[str, 
     want |= {"PodDisruptionBudget"} if values["podDisruptionBudget"]["enabled"] else set()
     want |= {"ServiceMonitor"} if values["metrics"]["serviceMonitor"]["enabled"] else set()
     want |= {"NetworkPolicy"} if values["networkPolicy"]["enabled"] else set()
+    want |= {"PrometheusRule"} if values["metrics"]["prometheusRule"]["enabled"] else set()
+    want |= {"ConfigMap"} if values["metrics"]["grafanaDashboard"]["enabled"] else set()
     need(set(by_kind) == want, f"objects {sorted(by_kind)}, expected {sorted(want)}")
     deploy = by_kind["Deployment"]
     pod = deploy["spec"]["template"]["spec"]
@@ -420,6 +425,35 @@ def check_objects(chart: Chart, values: dict[str, Any], objects: list[dict[str, 
             <= sm["metadata"]["labels"].items(),
             "ServiceMonitor labels from values",
         )
+    if "PrometheusRule" in by_kind:
+        rule = by_kind["PrometheusRule"]
+        shipped = yaml.safe_load((chart.path / "files" / "prometheus-rules.yaml").read_text())
+        need(
+            rule["spec"] == shipped, "PrometheusRule spec differs from files/prometheus-rules.yaml"
+        )
+        need(
+            values["metrics"]["prometheusRule"]["labels"].items()
+            <= rule["metadata"]["labels"].items(),
+            "PrometheusRule labels from values",
+        )
+    if "ConfigMap" in by_kind:
+        dashboard = by_kind["ConfigMap"]
+        need(
+            values["metrics"]["grafanaDashboard"]["labels"].items()
+            <= dashboard["metadata"]["labels"].items(),
+            "dashboard ConfigMap sidecar label",
+        )
+        need(
+            dashboard["metadata"]["labels"].get("grafana_dashboard") == "1"
+            or "grafana_dashboard" not in chart.defaults["metrics"]["grafanaDashboard"]["labels"],
+            'dashboard ConfigMap lacks grafana_dashboard: "1"',
+        )
+        shipped = json.loads((chart.path / "files" / "grafana-dashboard.json").read_text())
+        (text,) = dashboard["data"].values()
+        need(
+            json.loads(text) == shipped,
+            "dashboard ConfigMap differs from files/grafana-dashboard.json",
+        )
     return findings
 
 
@@ -443,7 +477,10 @@ GOOD: dict[str, dict[str, Any]] = {
         "autoscaling": {"enabled": False},
         "replicaCount": 3,
         "podDisruptionBudget": {"maxUnavailable": None, "minAvailable": "50%"},
-        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prom"}}},
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prom"}},
+            "prometheusRule": {"enabled": True, "labels": {"release": "kube-prom"}},
+        },
         "models": {
             "volume": {"enabled": True, "existingClaim": "hospital-models", "subPath": "ecmo"}
         },
@@ -474,6 +511,7 @@ GOOD: dict[str, dict[str, Any]] = {
         },
         "podDisruptionBudget": {"enabled": False},
     },
+    "no dashboard": {**EHR_TRUST, "metrics": {"grafanaDashboard": {"enabled": False}}},
 }
 # Each must be refused, by the schema or by a template `fail`.
 BAD: dict[str, dict[str, Any]] = {
@@ -495,6 +533,10 @@ BAD: dict[str, dict[str, Any]] = {
         }
     },
     "network policy namespace not a name": {"networkPolicy": {"allowedNamespaces": ["Not A Name"]}},
+    "dashboard label not a string": {
+        **EHR_TRUST,
+        "metrics": {"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}},
+    },
 }
 
 

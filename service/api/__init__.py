@@ -13,6 +13,7 @@ from service.api.deps import Deps
 from service.api.health import create_health_blueprint
 from service.api.metrics import create_metrics_blueprint
 from service.api.oip import create_oip_blueprint
+from service.api.pages import create_pages_blueprint
 from service.api.v1.models import create_models_blueprint
 from service.api.v1.predict import create_predict_blueprint
 
@@ -23,6 +24,7 @@ BLUEPRINT_FACTORIES: tuple[Callable[[Deps], Blueprint], ...] = (
     create_predict_blueprint,
     create_cds_blueprint,
     create_oip_blueprint,
+    create_pages_blueprint,
 )
 
 

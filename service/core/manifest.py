@@ -60,6 +60,22 @@ class SiteValidation:
 
 
 @dataclass(frozen=True)
+class Distribution:
+    """A cohort's cumulative fraction at each bucket upper bound (`le`, increasing)."""
+
+    le: tuple[float, ...]
+    cumulative_fraction: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The derivation cohort's distributions (manifest `reference_distribution`, optional)."""
+
+    features: dict[str, Distribution]
+    probability: Distribution
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     kind: str
@@ -76,6 +92,8 @@ class Manifest:
     site_validation: SiteValidation | None = None
     parent_version: str | None = None
     """The version this one was derived from (recalibration), when it was."""
+    reference: Reference | None = None
+    """None for a manifest written before training recorded it: no drift reference then."""
 
     def band_for(self, p: float) -> RiskBand:
         for band in self.risk_bands:
@@ -105,6 +123,47 @@ def _pair(value: Any, where: str) -> tuple[float, float]:
     ):
         raise ArtifactRejected(f"manifest field {where} must be [low, high]")
     return float(value[0]), float(value[1])
+
+
+def _distribution(doc: Any, where: str) -> Distribution:
+    if not isinstance(doc, dict):
+        raise ArtifactRejected(f"manifest field {where} must be an object")
+    numbers = []
+    for key in ("le", "cumulative_fraction"):
+        value = _get(doc, key, list, where + ".")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            raise ArtifactRejected(f"manifest field {where}.{key} must be a list of numbers")
+        numbers.append(tuple(float(v) for v in value))
+    le, fractions = numbers
+    if (
+        not le
+        or len(le) != len(fractions)
+        or any(a >= b for a, b in zip(le, le[1:], strict=False))
+        or any(a > b for a, b in zip(fractions, fractions[1:], strict=False))
+        or not all(0.0 <= f <= 1.0 for f in fractions)
+    ):
+        raise ArtifactRejected(
+            f"manifest field {where} must have increasing le and as many non-decreasing "
+            "cumulative fractions in [0, 1]"
+        )
+    return Distribution(le, fractions)
+
+
+def _reference(doc: Any, feature_names: set[str]) -> Reference | None:
+    if doc is None:
+        return None
+    where = "reference_distribution"
+    if not isinstance(doc, dict):
+        raise ArtifactRejected(f"manifest field {where} must be an object")
+    features = _get(doc, "features", dict, where + ".")
+    if not set(features) <= feature_names:
+        raise ArtifactRejected(f"manifest field {where}.features names unknown features")
+    return Reference(
+        features={k: _distribution(v, f"{where}.features.{k}") for k, v in features.items()},
+        probability=_distribution(
+            _get(doc, "probability", dict, where + "."), where + ".probability"
+        ),
+    )
 
 
 def parse_manifest(doc: Any) -> Manifest:
@@ -178,6 +237,7 @@ def parse_manifest(doc: Any) -> Manifest:
         raw=doc,
         site_validation=_site_validation(doc.get("site_validation")),
         parent_version=parent,
+        reference=_reference(doc.get("reference_distribution"), {f.name for f in features}),
     )
 
 

@@ -52,6 +52,10 @@ class Prediction(NamedTuple):
     warnings: tuple[InputWarning, ...]
     extrapolated: bool = False
     """True when a feature lay outside the derivation cohort's range (scored at its edge)."""
+    given: tuple[float, ...] = ()
+    """The features in canonical units as given, in the manifest's order (contributions hold
+    the values scored, which for an extrapolated feature is the edge): what input-drift
+    monitoring counts."""
 
 
 def predict(model: LoadedModel, resolved: Resolved) -> Prediction:
@@ -103,6 +107,7 @@ def predict(model: LoadedModel, resolved: Resolved) -> Prediction:
         derived=resolved.derived,
         warnings=tuple(warnings),
         extrapolated=extrapolated,
+        given=tuple(resolved.features),
     )
 
 

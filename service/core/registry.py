@@ -24,8 +24,9 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import joblib
 import sklearn
@@ -48,6 +49,9 @@ class LoadedModel:
     kind: ModelKind
     linear: LinearForm
     card: str | None
+    plots: Mapping[str, Path] = field(default_factory=dict)
+    """The manifest's `plots` (e.g. roc, calibration) that exist as files in the version
+    directory: what the card page shows."""
 
     @property
     def name(self) -> str:
@@ -167,7 +171,23 @@ def load_version(version_dir: Path) -> LoadedModel:
             raise ArtifactRejected(
                 f"{manifest.card_file} could not be read: {_os_reason(exc)}"
             ) from exc
-    return LoadedModel(manifest, kind, linear, card)
+    return LoadedModel(manifest, kind, linear, card, _plots(version_dir, manifest.raw.get("plots")))
+
+
+def _plots(version_dir: Path, listed: Any) -> dict[str, Path]:
+    """Plot name -> PNG file, for the manifest's plots that are plain files in version_dir."""
+    if not isinstance(listed, dict):
+        return {}
+    plots = {}
+    for name, file in listed.items():
+        if isinstance(name, str) and isinstance(file, str) and file.endswith(".png"):
+            path = version_dir / file
+            try:
+                if path.parent == version_dir and path.is_file():
+                    plots[name] = path.resolve()
+            except OSError:
+                continue  # an unreadable plot is not shown; the model is still served
+    return plots
 
 
 def _os_reason(exc: OSError) -> str:

@@ -17,8 +17,10 @@ import joblib
 import numpy as np
 import sklearn
 
+from service.core.drift import reference_distribution
 from service.core.manifest import MANIFEST_VERSION
 from service.training import published
+from service.training.fit import predict_proba
 
 if TYPE_CHECKING:
     from service.training.train import TrainingRun
@@ -231,6 +233,10 @@ def manifest(
         "card": CARD_FILE,
         "plots": {"roc": ROC_FILE, "calibration": CALIBRATION_FILE},
         "training": training,
+        # What the drift alerts compare live inputs and probabilities with (service/core/drift.py).
+        "reference_distribution": reference_distribution(
+            kind.features, x_train, predict_proba(run.model, x_train)
+        ),
     }
 
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import string
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.app import create_app
+from service.config import Settings
 from service.logs import JsonFormatter
-from tests.factories import ICH_INPUTS, WEANING_INPUTS
+from tests.factories import ICH_INPUTS, WEANING_INPUTS, write_model
 
 
 def sample(client: FlaskClient, name: str, **labels: str) -> float:
@@ -138,3 +143,134 @@ def test_every_answer_carries_one_request_id_and_one_server_timing(client: Flask
     for r in answers:
         assert len(r.headers.getlist("X-Request-ID")) == 1
         assert len(r.headers.getlist("Server-Timing")) == 1
+
+
+def _request_series(client: FlaskClient) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    text = client.get("/metrics").get_data(as_text=True)
+    return {
+        (s.name, tuple(sorted(s.labels.items())))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("ecmo_http_")
+    }
+
+
+def test_random_methods_and_paths_cannot_grow_the_series_count(client: FlaskClient) -> None:
+    """Label values are bounded: made-up methods and paths fold into one value each, so an
+    unauthenticated caller cannot create series (4 made-up methods used to create 64)."""
+    rnd = random.Random(17)
+
+    def noise(n: int) -> list[str]:
+        sent = []
+        for _ in range(n):
+            method = "".join(rnd.choices(string.ascii_uppercase, k=rnd.randint(3, 9)))
+            path = rnd.choice(["/v1/models", "/metrics", "/v1/models/ich/predict", "/"]) + (
+                "/" + "".join(rnd.choices(string.ascii_lowercase, k=8))
+                if rnd.random() < 0.5
+                else ""
+            )
+            client.open(path, method=method)
+            client.open("/" + "".join(rnd.choices(string.ascii_lowercase, k=12)))
+            sent.append(method)
+        return sent
+
+    noise(20)
+    before = _request_series(client)
+    sent = noise(100)
+    after = _request_series(client)
+    assert after == before
+    labels = {value for _, pairs in after for _, value in pairs}
+    assert not set(sent) & labels
+    assert {"<other>", "<unmatched>"} <= labels
+
+
+def _inputs_seen(client: FlaskClient, model: str) -> dict[str, float]:
+    text = client.get("/metrics").get_data(as_text=True)
+    return {
+        s.labels["feature"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "ecmo_input_feature_count" and s.labels["model"] == model
+    }
+
+
+def test_every_face_counts_the_scored_patients_inputs_per_feature(client: FlaskClient) -> None:
+    """Input drift needs inputs: the JSON API (single and batch, column and per-patient paths),
+    the OIP face and CDS Hooks each count their patients' canonical features, once each."""
+    client.post("/v1/models/ich/predict", json={"inputs": ICH_INPUTS})
+    hu = {**{k: v for k, v in ICH_INPUTS.items() if k != "gwr"}}
+    hu |= {"grey_matter_hu": 37.5, "white_matter_hu": 30.0}  # per-patient path (GWR derived)
+    batch = {"patients": [{"inputs": ICH_INPUTS}] * 3 + [{"inputs": hu}]}
+    assert client.post("/v1/models/ich/predict/batch", json=batch).status_code == 200
+    assert _inputs_seen(client, "ich") == {
+        "gwr": 5,
+        "stroke_history": 5,
+        "ffp_volume_ml": 5,
+        "min_platelets": 5,
+    }
+    tensors = [
+        {"name": "apache_ii", "shape": [2], "datatype": "INT32", "data": [22, 22]},
+        {"name": "vis_0h", "shape": [2], "datatype": "FP64", "data": [40.0, 40.0]},
+        {"name": "vis_24h", "shape": [2], "datatype": "FP64", "data": [12.0, 12.0]},
+        {
+            "name": "lactate_24h",
+            "shape": [2],
+            "datatype": "FP64",
+            "data": [2.8, 2.8],
+            "parameters": {"unit": "mmol/L"},
+        },
+    ]
+    r = client.post("/v2/models/weaning/infer", json={"inputs": tensors})
+    assert r.status_code == 200, r.data
+    assert set(_inputs_seen(client, "weaning").values()) == {2}
+    text = client.get("/metrics").get_data(as_text=True)
+    # The canonical value (mmol/L, 2.8) is counted in lactate's (2, 3] bucket, not its own label.
+    bucket = (
+        'ecmo_input_feature_bucket{feature="lactate_24h",le="%s",model="weaning",version="1.0.0"}'
+    )
+    assert f"{bucket % '2.0'} 0.0" in text and f"{bucket % '3.0'} 2.0" in text
+    assert "2.8" not in "".join(line for line in text.splitlines() if "ecmo_input" in line)
+
+
+def test_readiness_and_the_drift_reference_are_exported_per_model(client: FlaskClient) -> None:
+    client.get("/health/live")
+    assert sample(client, "ecmo_model_ready", model="ich", version="1.0.0") == 1
+    manifest = client.get("/v1/models/ich").get_json()
+    expected = manifest["reference_distribution"]["features"]["gwr"]
+    text = client.get("/metrics").get_data(as_text=True)
+    got = {
+        float(s.labels["le"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "ecmo_input_reference_fraction" and s.labels["feature"] == "gwr"
+    }
+    assert got == dict(zip(expected["le"], expected["cumulative_fraction"], strict=True))
+    assert (
+        sample(client, "ecmo_predicted_probability_reference_fraction", model="ich", le="1.0") == 1
+    )
+
+
+def test_a_refused_model_is_exported_as_not_ready(tmp_path: Path) -> None:
+    write_model(tmp_path, "ich")
+    write_model(tmp_path, "weaning")
+    (tmp_path / "weaning" / "1.0.0" / "model.joblib").write_bytes(b"tampered")
+    with create_app(Settings(model_dir=tmp_path)).test_client() as c:
+        c.get("/health/ready")
+        assert sample(c, "ecmo_model_ready", model="weaning") == 0
+        assert sample(c, "ecmo_model_ready", model="ich") == 1
+
+
+def test_inputs_are_counted_as_given_not_at_the_edge_they_are_scored_at(
+    client: FlaskClient,
+) -> None:
+    """A value beyond the derivation range is scored at the range's edge (clinical safety), but
+    drift is about what arrives: the histogram counts the value given."""
+    patient = {**ICH_INPUTS, "ffp_volume": {"value": 5000, "unit": "mL"}}
+    single = client.post("/v1/models/ich/predict", json={"inputs": patient})
+    assert single.status_code == 200 and single.get_json()["extrapolated"] is True
+    batch = client.post("/v1/models/ich/predict/batch", json={"patients": [{"inputs": patient}]})
+    assert batch.status_code == 200
+    labels = {"model": "ich", "feature": "ffp_volume_ml"}
+    assert sample(client, "ecmo_input_feature_sum", **labels) == 10_000
+    assert sample(client, "ecmo_input_feature_bucket", le="4000.0", **labels) == 0
+    assert sample(client, "ecmo_input_feature_bucket", le="8000.0", **labels) == 2

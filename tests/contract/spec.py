@@ -143,6 +143,14 @@ def assert_matches_spec(response: Any, path_template: str, method: str) -> Any:
         errors = schema_errors(decoded, media["schema"])
         assert not errors, f"{where}: the body does not match openapi.yaml:\n" + "\n".join(errors)
         return decoded
+    if mimetype == "application/yaml":
+        document = yaml.safe_load(body)
+        errors = schema_errors(document, media["schema"])
+        assert not errors, f"{where}: the body does not match openapi.yaml:\n" + "\n".join(errors)
+        return document
+    if mimetype.startswith("image/"):
+        assert body, f"{where}: an empty image"
+        return body
     text = body.decode("utf-8")
     errors = schema_errors(text, media.get("schema", {}))
     assert not errors, f"{where}: {errors}"

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from service.core.drift import PROBABILITY_BUCKETS
 from service.core.registry import Registry, load_version
 from service.core.specs import MODEL_KINDS
 from service.training.cohort import split_indices, streams
@@ -102,6 +103,22 @@ def test_the_training_command_rebuilds_the_committed_model(name, tmp_path):
     ]
     for new, old in zip(rebuilt["self_tests"], committed["self_tests"], strict=True):
         assert abs(new["expected_probability"] - old["expected_probability"]) <= 1e-9
+    # The drift alerts' reference is the derivation cohort the command draws, bucket by bucket.
+    assert rebuilt["reference_distribution"] == committed["reference_distribution"]
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_committed_drift_reference_uses_the_buckets_the_service_histograms(name):
+    reference = load_version(MODELS / name / SHIPPED[name]).manifest.reference
+    assert reference is not None
+    assert set(reference.features) == set(MODEL_KINDS[name].feature_names)
+    buckets = {f.name: f.drift_buckets for f in MODEL_KINDS[name].features}
+    for feature, distribution in reference.features.items():
+        assert distribution.le == buckets[feature]
+        assert distribution.cumulative_fraction[-1] <= 1.0
+    assert reference.probability.le == PROBABILITY_BUCKETS
+    # Not degenerate: the cohort spreads over the buckets.
+    assert 0 < reference.probability.cumulative_fraction[0] < 1
 
 
 def test_the_training_command_runs_as_a_module() -> None:

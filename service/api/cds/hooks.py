@@ -117,7 +117,7 @@ def create_cds_blueprint(
         model = registry.get(service.model)
         assessment = assess(service, model, data.get("prefetch"), clock(), deps.scoring)
         p = assessment.prediction
-        metrics.observe_prediction(model.name, model.version, p.band.name, p.probability)
+        metrics.observe_patient(p)
         card_url = f"{base_url()}/v1/models/{model.name}/card?version={model.version}"
         return json_response({"cards": cards(assessment, card_url)})
 

@@ -163,7 +163,7 @@ def create_oip_blueprint(deps: Deps) -> Blueprint:
             raise InvalidInput(f"{len(errors)} value(s) are not acceptable", errors)
         band_names = [bands[b].name for b in band.tolist()]
         probabilities = probability.tolist()
-        metrics.observe_predictions(model.name, model.version, band_names, probabilities)
+        metrics.observe_batch(model, batch)
         values: dict[str, list[Any]] = {
             "probability": probabilities,
             "log_odds": log_odds.tolist(),

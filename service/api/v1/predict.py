@@ -181,10 +181,6 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
             exc.errors = [e.prefixed(prefix) for e in exc.errors]
             raise
 
-    def observe(p: Prediction) -> None:
-        m = p.model
-        metrics.observe_prediction(m.name, m.version, p.band.name, p.probability)
-
     @bp.post("/v1/models/<name>/predict")
     def predict_one(name: str) -> Response:
         # Each use of a `request`/`g` proxy is a context lookup: resolve them once.
@@ -197,7 +193,7 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
         except InvalidInput as exc:
             count_rejections(name, exc.errors)
             raise
-        observe(p)
+        metrics.observe_patient(p)
         body = {"request_id": ctx.request_id, "model": model_ref(model), **prediction_body(p)}
         for key in REFERENCES:
             if key in data:
@@ -240,12 +236,7 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
                 f"{len(errors)} input value(s) in the batch are not acceptable", errors
             )
         bodies = [item for item in results if item is not None]
-        metrics.observe_predictions(
-            model.name,
-            model.version,
-            [item["risk_band"]["name"] for item in bodies],
-            [item["probability"] for item in bodies],
-        )
+        metrics.observe_batch(model, batch)
         for patient, item in zip(patients, bodies, strict=True):
             for key in REFERENCES:
                 if key in patient:

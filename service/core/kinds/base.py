@@ -63,11 +63,29 @@ class FeatureSpec:
     type: str  # "float" | "integer" | "boolean"
     hard: Bounds
     soft: Bounds
+    buckets: tuple[float, ...] = ()
+    """Fixed, clinically meaningful bucket upper bounds (inclusive, canonical unit) for watching
+    this input's distribution (service/core/drift.py); () = ten equal steps over the soft bounds."""
 
     @classmethod
-    def from_rule(cls, name: str, label: str, unit: str, type: str, rule: InputRule) -> FeatureSpec:
+    def from_rule(
+        cls,
+        name: str,
+        label: str,
+        unit: str,
+        type: str,
+        rule: InputRule,
+        buckets: tuple[float, ...] = (),
+    ) -> FeatureSpec:
         """A feature that is an input in its canonical unit: its bounds are the input's."""
-        return cls(name, label, unit, type, rule.hard, rule.soft)
+        return cls(name, label, unit, type, rule.hard, rule.soft, buckets)
+
+    @property
+    def drift_buckets(self) -> tuple[float, ...]:
+        if self.buckets:
+            return self.buckets
+        step = (self.soft.high - self.soft.low) / 10
+        return tuple(round(self.soft.low + i * step, 10) for i in range(11))
 
 
 def _no_cross_check(inputs: Mapping[str, Any]) -> dict[str, list[str]]:

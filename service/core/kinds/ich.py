@@ -105,15 +105,36 @@ KIND = ModelKind(
     outcome="intracranial hemorrhage during ECMO",
     outcome_column="ich",
     features=(
-        FeatureSpec.from_rule("gwr", "grey-white matter ratio", "ratio", "float", GWR),
+        # Drift buckets (service/core/drift.py). GWR: ~1.3 normal, < 1.2 suggests
+        # hypoxic-ischaemic injury. Stroke: le=0 counts patients without one. FFP mL: none, then
+        # about one unit (~250 mL) steps, then massive-transfusion volumes. Platelets 10*9/L:
+        # < 20 severe, < 50 bleeding threshold, < 150 thrombocytopenia, > 450 high.
         FeatureSpec.from_rule(
-            "stroke_history", "history of stroke", "yes/no", "boolean", STROKE_HISTORY
+            "gwr",
+            "grey-white matter ratio",
+            "ratio",
+            "float",
+            GWR,
+            (1.0, 1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.5),
         ),
         FeatureSpec.from_rule(
-            "ffp_volume_ml", "fresh frozen plasma volume", "mL", "float", FFP_VOLUME
+            "stroke_history", "history of stroke", "yes/no", "boolean", STROKE_HISTORY, (0.0, 1.0)
         ),
         FeatureSpec.from_rule(
-            "min_platelets", "minimum platelet count", "10*9/L", "float", MIN_PLATELETS
+            "ffp_volume_ml",
+            "fresh frozen plasma volume",
+            "mL",
+            "float",
+            FFP_VOLUME,
+            (0.0, 250.0, 500.0, 750.0, 1000.0, 1500.0, 2500.0, 4000.0, 8000.0),
+        ),
+        FeatureSpec.from_rule(
+            "min_platelets",
+            "minimum platelet count",
+            "10*9/L",
+            "float",
+            MIN_PLATELETS,
+            (20.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 450.0),
         ),
     ),
     csv_columns=("gwr", "stroke_history", "ffp_volume_ml", "min_platelets"),

@@ -169,12 +169,43 @@ KIND = ModelKind(
     outcome="successful weaning from VA-ECMO",
     outcome_column="weaned",
     features=(
+        # Drift buckets (service/core/drift.py). VRR: < 0 = more support at 24 h than at start,
+        # 1 = off all vasoactives. APACHE II: the usual 5-point strata, then 35-40, 41-50, > 50.
+        # VIS: Gaies 2010 groups (< 10, 10-14, 15-19, 20-24, >= 25), the high range split up.
+        # Lactate mmol/L: <= 2 normal, > 4 the shock threshold, > 10 severe.
         FeatureSpec(
-            "vrr", "24-h VIS reduction rate", "fraction", "float", Bounds(-1, 1), Bounds(-1, 1)
+            "vrr",
+            "24-h VIS reduction rate",
+            "fraction",
+            "float",
+            Bounds(-1, 1),
+            Bounds(-1, 1),
+            (-0.5, 0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99),
         ),
-        FeatureSpec.from_rule("apache_ii", "APACHE II", "points", "integer", APACHE_II),
-        FeatureSpec.from_rule("vis_24h", "VIS at 24 h", "score", "float", VIS_RULE),
-        FeatureSpec.from_rule("lactate_24h", "lactate at 24 h", "mmol/L", "float", LACTATE_RULE),
+        FeatureSpec.from_rule(
+            "apache_ii",
+            "APACHE II",
+            "points",
+            "integer",
+            APACHE_II,
+            (4.0, 9.0, 14.0, 19.0, 24.0, 29.0, 34.0, 40.0, 50.0),
+        ),
+        FeatureSpec.from_rule(
+            "vis_24h",
+            "VIS at 24 h",
+            "score",
+            "float",
+            VIS_RULE,
+            (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 40.0, 60.0, 100.0, 250.0),
+        ),
+        FeatureSpec.from_rule(
+            "lactate_24h",
+            "lactate at 24 h",
+            "mmol/L",
+            "float",
+            LACTATE_RULE,
+            (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0),
+        ),
     ),
     csv_columns=("vis_0h", "vis_24h", "apache_ii", "lactate_24h"),
     inputs=(
