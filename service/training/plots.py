@@ -1,9 +1,10 @@
-"""roc.png and calibration.png for the model card (matplotlib, Agg backend, held-out split)."""
+"""roc.png and calibration.png for the model card (matplotlib, Agg backend)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -20,8 +21,9 @@ _METADATA = {"Software": None}  # keep the PNGs free of version strings
 
 
 def write_roc(
-    path: Path, y: IntArray, curves: Sequence[tuple[str, FloatArray]], title: str
+    path: Path, y: IntArray, curves: Sequence[tuple[str, FloatArray]], title: str, data: str
 ) -> None:
+    """data says what the curve was computed on, e.g. "held-out split, simulated cohort"."""
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     try:
         for label, score in curves:
@@ -30,7 +32,7 @@ def write_roc(
         ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
         ax.set_xlabel("1 - specificity")
         ax.set_ylabel("sensitivity")
-        ax.set_title(f"{title}: ROC, held-out split (simulated)" if title else "ROC")
+        ax.set_title(f"{title}: ROC ({data})", fontsize=10)
         ax.legend(loc="lower right")
         fig.tight_layout()
         fig.savefig(path, format="png", metadata=_METADATA)
@@ -38,22 +40,32 @@ def write_roc(
         plt.close(fig)
 
 
-def write_calibration(path: Path, y: IntArray, p: FloatArray, title: str) -> None:
+def calibration_errors(bins: Sequence[dict[str, Any]]) -> tuple[FloatArray, FloatArray]:
+    """Error bar lengths below and above each decile's observed proportion: its Wilson interval
+    (a decile without events still gets an honest upper bar, never a zero-width one)."""
+    obs = np.array([b["observed"] for b in bins])
+    lo = np.array([b["observed_ci95"][0] for b in bins])
+    hi = np.array([b["observed_ci95"][1] for b in bins])
+    return np.clip(obs - lo, 0, None), np.clip(hi - obs, 0, None)
+
+
+def write_calibration(path: Path, y: IntArray, p: FloatArray, title: str, data: str) -> None:
     bins = calibration_bins(y, p)
     pred = np.array([b["mean_predicted"] for b in bins])
     obs = np.array([b["observed"] for b in bins])
-    n = np.array([b["n"] for b in bins])
-    err = 1.96 * np.sqrt(np.clip(obs * (1 - obs), 1e-12, None) / n)
+    below, above = calibration_errors(bins)
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     try:
-        hi = float(max(pred.max(), obs.max())) * 1.05
+        hi = float(max(pred.max(), (obs + above).max())) * 1.05
         ax.plot([0, hi], [0, hi], linestyle=":", color="grey", label="ideal")
-        ax.errorbar(pred, obs, yerr=err, fmt="o", capsize=3, label="deciles (95% CI)")
+        ax.errorbar(
+            pred, obs, yerr=[below, above], fmt="o", capsize=3, label="deciles (Wilson 95% CI)"
+        )
         ax.set_xlim(0, hi)
         ax.set_ylim(0, hi)
         ax.set_xlabel("mean predicted probability")
         ax.set_ylabel("observed proportion")
-        ax.set_title(f"{title}: calibration, held-out split")
+        ax.set_title(f"{title}: calibration ({data})", fontsize=10)
         ax.legend(loc="upper left")
         fig.tight_layout()
         fig.savefig(path, format="png", metadata=_METADATA)
