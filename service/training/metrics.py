@@ -59,7 +59,7 @@ def logit(p: FloatArray) -> FloatArray:
     return _logit(p)
 
 
-def _newton(z: FloatArray, y: FloatArray, offset: FloatArray) -> tuple[FloatArray, FloatArray]:
+def fit_logistic(z: FloatArray, y: FloatArray, offset: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Maximum-likelihood logistic regression of y on z with a fixed offset (no penalty).
 
     Returns the estimates and their Wald covariance (the inverse Fisher information)."""
@@ -91,8 +91,8 @@ def calibration(y: IntArray, p: FloatArray) -> dict[str, Any]:
     lp = _logit(p)
     yf = y.astype(np.float64)
     ones = np.ones((len(y), 1))
-    (intercept,), cov1 = _newton(ones, yf, lp)
-    (a, slope), cov2 = _newton(np.column_stack([ones, lp]), yf, np.zeros(len(y)))
+    (intercept,), cov1 = fit_logistic(ones, yf, lp)
+    (a, slope), cov2 = fit_logistic(np.column_stack([ones, lp]), yf, np.zeros(len(y)))
     return {
         "intercept": float(intercept),
         "intercept_ci95": _wald(float(intercept), cov1[0, 0]),

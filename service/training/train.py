@@ -20,7 +20,6 @@ from typing import Any
 
 import joblib
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from service.core.manifest import MANIFEST_FILE
 from service.core.specs import ModelKind
@@ -324,14 +323,35 @@ def _performance(y: IntArray, p: FloatArray) -> dict[str, float]:
     }
 
 
+def _refit_log_odds(x: FloatArray, y: IntArray) -> Callable[[FloatArray], FloatArray] | None:
+    """The same unpenalised logistic MLE as fit(), by Newton-Raphson on standardised features:
+    an order of magnitude cheaper than a Pipeline per bootstrap replicate. None when the
+    resample separates perfectly (no finite MLE)."""
+    mean, sd = x.mean(axis=0), x.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    z = np.column_stack([np.ones(len(x)), (x - mean) / sd])
+    try:
+        beta, _ = metrics.fit_logistic(z, y.astype(np.float64), np.zeros(len(x)))
+    except np.linalg.LinAlgError:
+        return None
+    if not np.all(np.isfinite(beta)) or np.max(np.abs(beta)) > 50:
+        return None
+
+    def predict(xn: FloatArray) -> FloatArray:
+        eta = beta[0] + ((xn - mean) / sd) @ beta[1:]
+        return np.asarray(1.0 / (1.0 + np.exp(-eta)), dtype=np.float64)
+
+    return predict
+
+
 def optimism(cohort: Cohort, rng: np.random.Generator, n_boot: int) -> dict[str, Any]:
     """Harrell's bootstrap optimism: refit on each resample, and the mean of (performance on the
     resample - performance of that refit on the original cohort) is how much the apparent
     performance flatters the model (Harrell, Lee & Mark 1996; TRIPOD item 10b)."""
-    x, y, names = cohort.features, cohort.outcome, cohort.kind.feature_names
+    x, y = cohort.features, cohort.outcome
     n = cohort.n
     diffs: dict[str, list[float]] = {k: [] for k in _OPTIMISM_KEYS}
-    skipped = 0
+    skipped = separated = 0
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)
         yb = y[idx]
@@ -339,18 +359,19 @@ def optimism(cohort: Cohort, rng: np.random.Generator, n_boot: int) -> dict[str,
             skipped += 1
             continue
         with warnings.catch_warnings():
-            # A small resample can separate perfectly; its refit still counts (it is the
-            # overfitting the correction measures), so lbfgs's convergence notice is not news.
-            warnings.simplefilter("ignore", category=ConvergenceWarning)
             warnings.simplefilter("ignore", category=RuntimeWarning)
-            model = fit(x[idx], yb, names)
-            boot = _performance(yb, predict_proba(model, x[idx]))
-            orig = _performance(y, predict_proba(model, x))
+            predict = _refit_log_odds(x[idx], yb)
+            if predict is None:
+                separated += 1
+                continue
+            boot = _performance(yb, predict(x[idx]))
+            orig = _performance(y, predict(x))
         for k in _OPTIMISM_KEYS:
             diffs[k].append(boot[k] - orig[k])
     return {
-        "replicates": n_boot - skipped,
+        "replicates": n_boot - skipped - separated,
         "skipped_single_class_resamples": skipped,
+        "skipped_separated_resamples": separated,
         **{k: float(np.mean(v)) for k, v in diffs.items()},
     }
 
