@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["svg.hashsalt"] = "ecmo-validate"  # stable element ids in the SVGs
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -69,5 +71,65 @@ def write_calibration(path: Path, y: IntArray, p: FloatArray, title: str, data: 
         ax.legend(loc="upper left")
         fig.tight_layout()
         fig.savefig(path, format="png", metadata=_METADATA)
+    finally:
+        plt.close(fig)
+
+
+# -- the validation report's figures, drawn from its numbers alone, as inline SVG ---------------
+
+
+def _svg(fig: Any) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prolog and DOCTYPE: it is inlined in HTML
+
+
+def calibration_svg(doc: dict[str, Any], title: str) -> str:
+    """Smoothed calibration curve, deciles with Wilson intervals, and the ideal diagonal."""
+    curve = doc["calibration_curve"]
+    bins = doc["calibration_by_decile"]
+    pred = np.array([b["mean_predicted"] for b in bins])
+    obs = np.array([b["observed"] for b in bins])
+    below, above = calibration_errors(bins)
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=100)
+    try:
+        hi = float(max(pred.max(), (obs + above).max(), max(curve["observed"]))) * 1.05
+        hi = min(hi, 1.0)
+        ax.plot([0, hi], [0, hi], linestyle=":", color="grey", label="ideal")
+        ax.plot(curve["predicted"], curve["observed"], color="C0", label="smoothed (spline)")
+        ax.errorbar(
+            pred, obs, yerr=[below, above], fmt="o", color="C1", capsize=3,
+            label="deciles (Wilson 95% CI)",
+        )  # fmt: skip
+        ax.set_xlim(0, hi)
+        ax.set_ylim(0, hi)
+        ax.set_xlabel("predicted probability")
+        ax.set_ylabel("observed proportion")
+        ax.set_title(title, fontsize=10)
+        ax.legend(loc="upper left", fontsize=8)
+        fig.tight_layout()
+        return _svg(fig)
+    finally:
+        plt.close(fig)
+
+
+def decision_curve_svg(doc: dict[str, Any], title: str) -> str:
+    """Net benefit of the model against treating everyone and no one (Vickers & Elkin 2006)."""
+    dc = doc["decision_curve"]
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=100)
+    try:
+        t = dc["threshold"]
+        ax.plot(t, dc["model"], color="C0", label="model")
+        ax.plot(t, dc["treat_all"], color="C2", linestyle="--", label="treat all")
+        ax.plot(t, dc["treat_none"], color="grey", linestyle=":", label="treat none")
+        top = max(max(dc["model"]), max(dc["treat_all"]), 0.01)
+        ax.set_ylim(-0.05 * top - 0.01, top * 1.1)
+        ax.set_xlabel("threshold probability")
+        ax.set_ylabel("net benefit")
+        ax.set_title(title, fontsize=10)
+        ax.legend(loc="upper right", fontsize=8)
+        fig.tight_layout()
+        return _svg(fig)
     finally:
         plt.close(fig)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.core.specs import ModelKind
+from service.core.specs import MODEL_KINDS, ModelKind
 from service.training import kinds
 from service.training.cohort import Cohort, build
 from service.training.kinds.base import Simulated
@@ -23,5 +23,20 @@ def to_cohort(kind: ModelKind, drawn: Simulated) -> Cohort:
     )
 
 
-def simulate(kind: ModelKind, n: int, rng: np.random.Generator) -> Cohort:
-    return to_cohort(kind, kinds.of(kind).recipe(n, rng))
+def simulate(kind: ModelKind, n: int, rng: np.random.Generator, shift: float = 0.0) -> Cohort:
+    return to_cohort(kind, kinds.of(kind).recipe(n, rng, shift))
+
+
+EXAMPLE_KIND = "ich"
+EXAMPLE_N = 1000
+EXAMPLE_SHIFT = 0.5
+EXAMPLE_SEEDS = (101, 102)
+"""The shipped example validation cohorts (examples/): a simulated site whose baseline ICH risk is
+0.5 log-odds above the source's, in two periods (a cohort to validate and recalibrate on, and a
+later one to accept the recalibrated version on)."""
+
+
+def example_site_cohort(period: int) -> Cohort:
+    """Period 1 or 2 of the example site (seeded; write_csv gives the shipped files exactly)."""
+    rng = np.random.default_rng(EXAMPLE_SEEDS[period - 1])
+    return simulate(MODEL_KINDS[EXAMPLE_KIND], EXAMPLE_N, rng, EXAMPLE_SHIFT)

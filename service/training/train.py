@@ -467,6 +467,7 @@ def write_atomically(
     tmp = Path(tempfile.mkdtemp(prefix=".ecmo-train-", dir=out))
     try:
         fill(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it owner-only; a version is read by the service's user
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists():
             shutil.rmtree(dest)

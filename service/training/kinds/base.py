@@ -115,8 +115,9 @@ class Comparator:
 @dataclass(frozen=True)
 class TrainingKind:
     model: ModelKind
-    recipe: Callable[[int, np.random.Generator], Simulated]
-    """Draws a simulated derivation cohort, exactly as docs/CLINICAL.md's recipe says."""
+    recipe: Callable[[int, np.random.Generator, float], Simulated]
+    """(n, rng, shift) -> a simulated cohort, exactly as docs/CLINICAL.md's recipe says; shift
+    (log-odds, 0 for the reference cohorts) moves the baseline risk of a simulated site."""
     api_inputs: Callable[[Mapping[str, float]], dict[str, Any]]
     """One CSV row (canonical units) in the shape the HTTP API accepts."""
     integer_columns: frozenset[str]

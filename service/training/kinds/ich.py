@@ -45,11 +45,10 @@ def true_logit(
     stroke: FloatArray,
     ffp_ml: FloatArray,
     platelets: FloatArray,
-    intercept: float = INTERCEPT,
 ) -> FloatArray:
     """The recipe's true outcome model (slopes are the published log-ORs)."""
     return (
-        intercept
+        INTERCEPT
         - 0.11205 * (100.0 * gwr)
         + 1.45044 * stroke
         + 0.18897 * (ffp_ml / 100.0)
@@ -57,16 +56,16 @@ def true_logit(
     )
 
 
-def recipe(n: int, rng: np.random.Generator, intercept: float = INTERCEPT) -> Simulated:
-    """docs/CLINICAL.md section 2. `intercept` other than the default draws a site whose
-    baseline risk differs from the source's (the shipped example validation cohort)."""
+def recipe(n: int, rng: np.random.Generator, shift: float = 0.0) -> Simulated:
+    """docs/CLINICAL.md section 2. A non-zero `shift` (log-odds) draws a site whose baseline
+    risk differs from the source's, as the shipped example validation cohorts do."""
     gwr = np.clip(rng.normal(1.28, 0.097, n), 0.95, 1.60)
     platelets = np.clip(np.exp(np.log(75.0) + 0.52 * rng.standard_normal(n)), 3, 600)
     no_ffp = rng.random(n) < 0.25
     ffp = np.minimum(np.exp(np.log(350.0) + 0.60 * rng.standard_normal(n)), 15_000.0)
     ffp = np.where(no_ffp, 0.0, ffp)
     stroke = (rng.random(n) < 0.08).astype(np.float64)
-    p = _expit(true_logit(gwr, stroke, ffp, platelets, intercept))
+    p = _expit(true_logit(gwr, stroke, ffp, platelets) + shift)
     ich = (rng.random(n) < p).astype(np.int64)
     return Simulated(
         {"gwr": gwr, "stroke_history": stroke, "ffp_volume_ml": ffp, "min_platelets": platelets},

@@ -49,8 +49,9 @@ def true_logit(
     return 1.673 + 1.25 * vrr - 0.045 * apache - 0.010 * vis_24h - 0.080 * lac_24h
 
 
-def recipe(n: int, rng: np.random.Generator) -> Simulated:
-    """docs/CLINICAL.md section 1; each epsilon is its own standard-normal draw, in this order."""
+def recipe(n: int, rng: np.random.Generator, shift: float = 0.0) -> Simulated:
+    """docs/CLINICAL.md section 1; each epsilon is its own standard-normal draw, in this order.
+    A non-zero `shift` (log-odds) draws a site whose baseline chance of weaning differs."""
     ecpr = (rng.random(n) < 0.30).astype(np.int64)
     etiology = rng.choice(np.array(ETIOLOGIES, dtype=object), size=n, p=[0.40, 0.22, 0.38])
     severity = rng.standard_normal(n) + 0.5 * ecpr
@@ -69,7 +70,7 @@ def recipe(n: int, rng: np.random.Generator) -> Simulated:
     crrt = (rng.random(n) < _expit(-1.1 + 1.4 * severity - 0.9 * recovery)).astype(np.int64)
     # The outcome uses the model feature: VRR winsorised to [-1, 1], as resolve() derives it.
     vrr = np.clip((vis_0h - vis_24h) / vis_0h, -1.0, 1.0)
-    p = _expit(true_logit(vrr, apache, vis_24h, lac_24h))
+    p = _expit(true_logit(vrr, apache, vis_24h, lac_24h) + shift)
     weaned = (rng.random(n) < p).astype(np.int64)
     return Simulated(
         {"vis_0h": vis_0h, "vis_24h": vis_24h, "apache_ii": apache, "lactate_24h": lac_24h},
