@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,8 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 SHIPPED = [REPO / "models" / "weaning" / "1.0.0", REPO / "models" / "ich" / "1.0.0"]
 
 
-def _doc(vdir: Path) -> dict:
-    return json.loads((vdir / "manifest.json").read_text())
+def _doc(vdir: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((vdir / "manifest.json").read_text())
+    return doc
 
 
 @pytest.mark.parametrize("kind", ["weaning", "ich"])

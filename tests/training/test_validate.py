@@ -240,3 +240,21 @@ def test_the_command_runs_as_a_console_script_and_a_module():
     ):
         run = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
         assert run.returncode == 0 and "--recalibrate" in run.stdout and "--accept" in run.stdout
+
+
+def test_the_readme_example_runs(tmp_path, capsys):
+    """The README's ecmo-validate command, as written (its /tmp paths moved under tmp_path)."""
+    import shlex
+    import time
+
+    (line,) = [
+        line
+        for line in (REPO / "README.md").read_text().splitlines()
+        if line.startswith(".venv/bin/ecmo-validate ")
+    ]
+    argv = shlex.split(line.replace("/tmp/ich-site", str(tmp_path / "ich-site")))[1:]
+    start = time.perf_counter()
+    assert main(argv) == 0
+    print(f"README example: {time.perf_counter() - start:.1f} s", file=sys.stderr)  # no assertion
+    assert (tmp_path / "ich-site" / "validation.html").is_file()
+    assert (tmp_path / "ich-site" / "models" / "ich" / "1.0.1" / "manifest.json").is_file()

@@ -55,8 +55,8 @@ def recipe(n: int, rng: np.random.Generator, shift: float = 0.0) -> Simulated:
     ecpr = (rng.random(n) < 0.30).astype(np.int64)
     etiology = rng.choice(np.array(ETIOLOGIES, dtype=object), size=n, p=[0.40, 0.22, 0.38])
     severity = rng.standard_normal(n) + 0.5 * ecpr
-    shift = np.where(etiology == "AMI", -0.55, np.where(etiology == "myocarditis", 0.85, 0.0))
-    recovery = rng.standard_normal(n) + shift - 0.30 * severity
+    by_etiology = np.where(etiology == "AMI", -0.55, np.where(etiology == "myocarditis", 0.85, 0.0))
+    recovery = rng.standard_normal(n) + by_etiology - 0.30 * severity
     apache = np.clip(np.round(20.0 + 5.5 * severity + 3.5 * rng.standard_normal(n)), 0, 71)
     lac_0h = np.clip(np.exp(np.log(6.0) + 0.45 * severity + 0.35 * rng.standard_normal(n)), 0.3, 30)
     vis_0h = np.clip(np.exp(np.log(35.0) + 0.35 * severity + 0.8 * rng.standard_normal(n)), 1, 500)
