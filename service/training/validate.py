@@ -202,12 +202,11 @@ def recalibrated_doc(
         {
             "version": version,
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "label": f"version {parent.version} recalibrated on a local cohort; not validated "
-            "until an independent local cohort passes ecmo-validate --accept: not for clinical "
-            "decisions before that",
+            "label": recalibrated_label(parent.version, parent.manifest.raw["label"], "not_run"),
             "artifact": {"file": ARTIFACT_FILE, "sha256": sha256},
             "parent_version": parent.version,
             "recalibration": {
+                "parent_label": parent.manifest.raw["label"],
                 "method": method,
                 "a": a,
                 "b": b,
@@ -235,6 +234,19 @@ def recalibrated_doc(
     for t, expected in zip(doc["self_tests"], predict_proba(estimator, x), strict=True):
         t["expected_probability"] = float(expected)
     return doc
+
+
+def recalibrated_label(parent_version: str, parent_label: str, status: str) -> str:
+    """The label of a recalibrated version: the parent's (a simulated reference stays one),
+    then what was done and where site validation stands."""
+    if status == "passed":
+        state = "site validation passed (see the card); approval for clinical use is the site's"
+    else:
+        state = (
+            f"site validation {status}: not for clinical decisions until an independent local "
+            "cohort passes ecmo-validate --accept"
+        )
+    return f"{parent_label}; recalibrated on a local cohort from version {parent_version}; {state}"
 
 
 def recalibrate(
@@ -282,7 +294,11 @@ def record_acceptance(version_dir: Path, validation: dict[str, Any], passed: boo
     """Write site_validation into the version's manifest, the report beside it, and the card."""
     manifest_path = version_dir / "manifest.json"
     doc = json.loads(manifest_path.read_text(encoding="utf-8"))
-    doc["site_validation"] = site_validation(validation, "passed" if passed else "failed")
+    status = "passed" if passed else "failed"
+    doc["site_validation"] = site_validation(validation, status)
+    if "recalibration" in doc:
+        recal = doc["recalibration"]
+        doc["label"] = recalibrated_label(doc["parent_version"], recal["parent_label"], status)
     write_report(validation, version_dir)
     manifest_path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     if doc.get("card"):

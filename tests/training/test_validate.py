@@ -176,6 +176,8 @@ def test_accept_records_passed_on_an_independent_later_cohort(site, capsys):
     assert sv["auc"] == later["auc"] and sv["calibration_slope"] == later["calibration"]["slope"]
     assert json.loads((site["new"] / "validation.json").read_text()) == later
     assert "Site validation status: **passed**" in (site["new"] / "MODEL_CARD.md").read_text()
+    label = json.loads((site["new"] / "manifest.json").read_text())["label"]
+    assert "site validation passed" in label and "simulated data" in label
     assert load_version(site["new"]).version == "1.0.1"
     assert "recorded site_validation passed" in capsys.readouterr().out
 
