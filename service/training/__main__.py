@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from service.core.specs import MODEL_KINDS
+from service.core.kinds import MODEL_KINDS
 from service.training.cohort import CohortError
 from service.training.provenance import CLINICAL_DOC
 from service.training.simulate import DEFAULT_N, DEFAULT_SEED

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.core.inputs import resolve
-from service.core.specs import ModelKind
+from service.core.kinds.base import ModelKind
 from service.errors import InvalidInput
 from service.training import kinds
 from service.training.kinds.base import FloatArray, IntArray

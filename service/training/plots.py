@@ -10,7 +10,6 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-matplotlib.rcParams["svg.hashsalt"] = "ecmo-validate"  # stable element ids in the SVGs
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,6 +19,7 @@ from service.training.cohort import FloatArray, IntArray
 from service.training.metrics import auc, calibration_bins
 
 _METADATA = {"Software": None}  # keep the PNGs free of version strings
+matplotlib.rcParams["svg.hashsalt"] = "ecmo-validate"  # stable element ids in the SVGs
 
 
 def write_roc(

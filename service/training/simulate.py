@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.core.specs import MODEL_KINDS, ModelKind
+from service.core.kinds import MODEL_KINDS
+from service.core.kinds.base import ModelKind
 from service.training import kinds
 from service.training.cohort import Cohort, build
 from service.training.kinds.base import Simulated

@@ -21,8 +21,8 @@ from typing import Any
 import joblib
 import numpy as np
 
+from service.core.kinds.base import ModelKind
 from service.core.manifest import MANIFEST_FILE
-from service.core.specs import ModelKind
 from service.training import card, kinds, manifest, metrics
 from service.training.cohort import (
     Cohort,

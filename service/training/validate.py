@@ -5,8 +5,8 @@
     ecmo-validate ich --data later.csv --version 1.0.1 --accept
 
 The version is loaded through the service's registry (sha256 checked before unpickling, the
-manifest's self-tests replayed) and every row is scored by service.core (inputs.resolve, then
-predictor.predict): the code that serves requests. Exit status: 0 done (with --accept: passed),
+manifest's self-tests replayed) and every row is scored by service.core.scoring, the layer that
+serves every protocol's requests. Exit status: 0 done (with --accept: passed),
 1 refused input or a failed acceptance, 2 usage.
 """
 
@@ -27,10 +27,9 @@ from typing import Any
 import joblib
 import numpy as np
 
-from service.core.inputs import resolve
-from service.core.predictor import predict
+from service.core.kinds import MODEL_KINDS
 from service.core.registry import LoadedModel, Registry, load_version, sha256_file
-from service.core.specs import MODEL_KINDS
+from service.core.scoring import Scoring
 from service.errors import ArtifactRejected, ServiceError
 from service.training import card, kinds, metrics, report
 from service.training.cohort import Cohort, CohortError, FloatArray, read_csv
@@ -59,13 +58,15 @@ class Scored:
     cohort_file: str
 
 
-def score(model: LoadedModel, cohort: Cohort) -> FloatArray:
-    """Each row through the service's own path: resolve() the API-shaped inputs, then predict()."""
+def score(model: LoadedModel, cohort: Cohort, scoring: Scoring | None = None) -> FloatArray:
+    """Each row through the service's own scoring layer (core.scoring: the input rules, unit
+    conversion, derived features and predictor every protocol uses), as API-shaped inputs."""
+    scoring = scoring or Scoring()
     to_api = kinds.of(cohort.kind).api_inputs
     out = np.empty(cohort.n)
     for i in range(cohort.n):
         row = {c: float(cohort.columns[c][i]) for c in cohort.kind.csv_columns}
-        out[i] = predict(model, resolve(cohort.kind, to_api(row))).probability
+        out[i] = scoring.one(model, to_api(row)).probability
     return out
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, confusion_matrix
 
+from service.core.kinds import MODEL_KINDS
 from service.core.registry import load_version
-from service.core.specs import MODEL_KINDS
 from service.training import metrics, plots
 from service.training.kinds import TRAINING_KINDS
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from service.core.inputs import resolve
-from service.core.specs import ICH, WEANING
+from service.core.kinds import ICH, WEANING
 from service.training.cohort import api_inputs
 from service.training.kinds.ich import true_logit as ich_logit
 from service.training.kinds.weaning import true_logit as weaning_logit

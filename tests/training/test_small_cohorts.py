@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.core.specs import ICH
+from service.core.kinds import ICH
 from service.training.__main__ import main
 from service.training.cohort import write_csv
 from service.training.train import choose_validation, simulated_cohort

@@ -20,8 +20,8 @@ import statsmodels.api as sm
 from sklearn.metrics import brier_score_loss, confusion_matrix, roc_auc_score
 from statsmodels.stats.proportion import proportion_confint
 
+from service.core.kinds import ICH, WEANING
 from service.core.registry import Registry, load_version, sha256_file
-from service.core.specs import ICH, WEANING
 from service.training.cohort import read_csv, write_csv
 from service.training.fit import predict_proba
 from service.training.simulate import example_site_cohort
@@ -137,6 +137,9 @@ def test_recalibrated_version_is_loaded_and_verified_and_says_what_it_is(site):
     assert (
         "recalibrated on a local cohort" in card and "Site validation status: **not_run**" in card
     )
+    from tests.contract.spec import schema_errors
+
+    assert not schema_errors(doc, {"$ref": "#/components/schemas/Manifest"})  # openapi.yaml
     loaded = load_version(new)  # sha256, sklearn version, feature order, self-tests
     assert loaded.version == "1.0.1"
     pinned = Registry.load(new.parents[1], default_versions={"ich": "1.0.1"})
@@ -176,8 +179,11 @@ def test_accept_records_passed_on_an_independent_later_cohort(site, capsys):
     assert sv["auc"] == later["auc"] and sv["calibration_slope"] == later["calibration"]["slope"]
     assert json.loads((site["new"] / "validation.json").read_text()) == later
     assert "Site validation status: **passed**" in (site["new"] / "MODEL_CARD.md").read_text()
-    label = json.loads((site["new"] / "manifest.json").read_text())["label"]
-    assert "site validation passed" in label and "simulated data" in label
+    accepted = json.loads((site["new"] / "manifest.json").read_text())
+    assert "site validation passed" in accepted["label"] and "simulated data" in accepted["label"]
+    from tests.contract.spec import schema_errors
+
+    assert not schema_errors(accepted, {"$ref": "#/components/schemas/Manifest"})
     assert load_version(site["new"]).version == "1.0.1"
     assert "recorded site_validation passed" in capsys.readouterr().out
 

@@ -5,7 +5,7 @@ Adding a kind: write its module (a TrainingKind named KIND) and add it to _MODUL
 
 from __future__ import annotations
 
-from service.core.specs import ModelKind
+from service.core.kinds.base import ModelKind
 from service.training.kinds import ich, weaning
 from service.training.kinds.base import TrainingKind
 

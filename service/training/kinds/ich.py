@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from service.core.specs import ICH
+from service.core.kinds import ICH
 from service.training.kinds.base import (
     Citation,
     FloatArray,

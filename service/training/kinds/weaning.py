@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from service.core.specs import WEANING
+from service.core.kinds import WEANING
 from service.training.kinds.base import (
     Citation,
     Comparator,
