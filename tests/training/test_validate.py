@@ -46,9 +46,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _independent(path: Path, artifact: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Outcome and the artifact's own predict_proba (not the service's linear form)."""
+    """Outcome and the artifact's own predict_proba (not the service's linear form), with each
+    feature held to the derivation range as the service does (docs/CLINICAL_SAFETY.md)."""
     cohort = read_csv(ICH, path)
-    return cohort.outcome, predict_proba(joblib.load(artifact), cohort.features)
+    ranges = [
+        f["derivation_range"]
+        for f in json.loads((artifact.parent / "manifest.json").read_text())["features"]
+    ]
+    x = np.clip(cohort.features, [lo for lo, _ in ranges], [hi for _, hi in ranges])
+    return cohort.outcome, predict_proba(joblib.load(artifact), x)
 
 
 def test_the_example_cohorts_are_the_documented_simulation(tmp_path):
@@ -213,7 +219,7 @@ def test_subgroup_table_where_the_cohort_has_the_columns(tmp_path):
 
 def test_a_bad_cohort_is_refused_and_nothing_is_written(tmp_path, capsys):
     path = tmp_path / "bad.csv"
-    path.write_text(EXAMPLE.read_text().replace("\n1.", "\n9.", 1))  # a GWR of 9.x
+    path.write_text(EXAMPLE.read_text().replace("\n1.", "\n2.", 1))  # a GWR of 2.x
     out = tmp_path / "report"
     assert main(["ich", "--data", str(path), "--report", str(out), "--recalibrate"]) == 1
     assert "rule: range" in capsys.readouterr().err and not out.exists()
