@@ -272,3 +272,17 @@ def test_the_readme_example_runs(tmp_path, capsys):
     print(f"README example: {time.perf_counter() - start:.1f} s", file=sys.stderr)  # no assertion
     assert (tmp_path / "ich-site" / "validation.html").is_file()
     assert (tmp_path / "ich-site" / "models" / "ich" / "1.0.1" / "manifest.json").is_file()
+
+
+def test_a_recalibrated_version_becomes_the_default_only_once_accepted(tmp_path):
+    """Beside its parent, a not_run version is served only when asked for; --accept on an
+    independent cohort (passed) makes it the registry's default."""
+    models = tmp_path / "models"
+    shutil.copytree(MODELS / "ich" / "1.0.0", models / "ich" / "1.0.0")
+    args = ["ich", "--data", str(EXAMPLE), "--models", str(models), "--bootstrap", "100"]
+    assert main([*args, "--report", str(tmp_path / "r1"), "--recalibrate"]) == 0
+    assert Registry.load(models).get("ich").version == "1.0.0"
+    assert Registry.load(models).get("ich", "1.0.1").version == "1.0.1"
+    args = ["ich", "--data", str(LATER), "--models", str(models), "--version", "1.0.1"]
+    assert main([*args, "--report", str(tmp_path / "r2"), "--bootstrap", "100", "--accept"]) == 0
+    assert Registry.load(models).get("ich").version == "1.0.1"
