@@ -2,14 +2,22 @@
 
 Never imported by the app. Modules, one job each:
 
-    simulate.py   the derivation-cohort recipes of CLINICAL.md (seeded)
+    kinds/        one module per model kind (weaning.py, ich.py): simulation recipe, CSV mapping,
+                  outcome and predictor definitions, risk bands and their sources, published
+                  figures and citations; registered in kinds/__init__.py's TRAINING_KINDS
+    simulate.py   a kind's recipe (docs/CLINICAL.md, seeded) drawn into a Cohort
     cohort.py     a cohort in canonical units: hospital CSV reading/writing, row checks through
                   service.core.inputs.resolve (the service's own bounds), the held-out split
     fit.py        the Pipeline (StandardScaler + unpenalised LogisticRegression) and its ORs
-    metrics.py    held-out evaluation: AUC + bootstrap CI, Brier, calibration, subgroups
-    published.py  the published figures each model is compared with, and their sources
-    card.py       manifest.json and MODEL_CARD.md
+    metrics.py    evaluation: AUC, Brier, calibration with CIs, Wilson intervals, cut-off and
+                  band tables, decision curves, subgroups
+    train.py      one training run end to end (held-out split or bootstrap optimism correction,
+                  EPV); writes a version directory atomically
+    manifest.py   manifest.json for a trained version
+    provenance.py runtime versions, published sources, method references
+    card.py       MODEL_CARD.md, rendered from the manifest alone
     plots.py      roc.png and calibration.png (matplotlib, Agg); the only matplotlib importer
-    train.py      one training run end to end; writes a version directory atomically
-    __main__.py   the command line
+    validate.py   site validation of a served version on a local cohort, and recalibration
+    report.py     the validation report: JSON numbers and a self-contained HTML page
+    __main__.py   the training command line
 """

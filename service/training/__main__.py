@@ -3,6 +3,11 @@
     ecmo-train weaning --simulate [--n 20000] [--seed 7] [--write-csv cohort.csv]
     ecmo-train ich --data cohort.csv [--seed 7]
     common: [--version 1.0.0] [--out models/] [--force] [--test-fraction 0.25] [--bootstrap 1000]
+            [--validation auto|split|bootstrap]
+
+--validation auto (the default) holds out a split only when it would contain at least 100 events
+and 100 non-events; a smaller cohort is fitted on every row and judged by bootstrap optimism
+correction. Events per predictor below 10 are warned about here and in the manifest.
 
 Exit status: 0 written, 1 the data or the output directory was refused (nothing written), 2 usage.
 """
@@ -14,13 +19,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from service.core.specs import MODEL_KINDS
+from service.core.kinds import MODEL_KINDS
 from service.training.cohort import CohortError
+from service.training.provenance import CLINICAL_DOC
 from service.training.simulate import DEFAULT_N, DEFAULT_SEED
 from service.training.train import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_TEST_FRACTION,
     MODELS_DIR,
+    SPLIT_MIN_PER_CLASS,
+    VALIDATION_METHODS,
     TrainingRun,
     train_csv,
     train_simulated,
@@ -36,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=sorted(MODEL_KINDS), help="model to train")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
-        "--simulate", action="store_true", help="simulate the reference cohort (CLINICAL.md)"
+        "--simulate", action="store_true", help=f"simulate the reference cohort ({CLINICAL_DOC})"
     )
     src.add_argument(
         "--data",
@@ -56,19 +64,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing version directory")
     p.add_argument("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION)
     p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap replicates")
+    p.add_argument(
+        "--validation",
+        choices=VALIDATION_METHODS,
+        default="auto",
+        help="how the model is judged: a held-out split, bootstrap optimism correction on the "
+        f"whole cohort, or auto (split only with >= {SPLIT_MIN_PER_CLASS} held-out events and "
+        "non-events)",
+    )
     return p
 
 
 def _summary(run: TrainingRun) -> str:
     m = run.metrics
+    where = "held-out" if run.validation == "split" else "optimism-corrected (whole cohort)"
+    epv = m["events_per_predictor"]
     lines = [
-        f"held-out n={m['n']} prevalence={m['prevalence']:.3f} "
+        f"{where} n={m['n']} prevalence={m['prevalence']:.3f} "
         f"AUC={m['auc']:.3f} ({m['auc_ci95'][0]:.3f}-{m['auc_ci95'][1]:.3f}) "
         f"Brier={m['brier']:.4f} calibration intercept={m['calibration_intercept']:.3f} "
-        f"slope={m['calibration_slope']:.3f}"
+        f"slope={m['calibration_slope']:.3f}",
+        f"events per predictor={epv['value']:.1f}",
     ]
-    if "vrr_alone" in m:
-        lines.append(f"VRR alone AUC={m['vrr_alone']['auc']:.3f}")
+    for value in m.values():
+        if isinstance(value, dict) and "label" in value and "auc" in value:
+            lines.append(f"{value['label']} AUC={value['auc']:.3f}")
     for o in m.get("odds_ratios", []):
         lines.append(
             f"OR {o['feature']} per {o['per']}: {o['fitted']:.3f} "
@@ -112,10 +132,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.simulate:
             run = train_simulated(
-                kind, args.n, args.seed, args.test_fraction, args.bootstrap, args.write_csv
+                kind,
+                args.n,
+                args.seed,
+                args.test_fraction,
+                args.bootstrap,
+                args.write_csv,
+                args.validation,
             )
         else:
-            run = train_csv(kind, args.data, args.seed, args.test_fraction, args.bootstrap)
+            run = train_csv(
+                kind, args.data, args.seed, args.test_fraction, args.bootstrap, args.validation
+            )
     except CohortError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -126,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"wrote {written}")
     print(_summary(run))
+    for warning in run.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

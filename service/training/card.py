@@ -1,6 +1,5 @@
-"""manifest.json and MODEL_CARD.md for one trained version.
+"""MODEL_CARD.md, rendered from a version's manifest document alone (so they never disagree).
 
-The card is rendered from the manifest document alone, so the two can never disagree.
 The card follows TRIPOD's headings (source of data, outcome, predictors, model, performance,
 calibration, subgroups, limitations) and says which numbers are published and which simulated.
 """
@@ -8,247 +7,12 @@ calibration, subgroups, limitations) and says which numbers are published and wh
 from __future__ import annotations
 
 import json
-import platform
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import joblib
-import numpy as np
-import sklearn
-
-from service.core.drift import reference_distribution
-from service.core.manifest import MANIFEST_VERSION
-from service.training import published
-from service.training.fit import predict_proba
-
-if TYPE_CHECKING:
-    from service.training.train import TrainingRun
-
-CARD_FILE = "MODEL_CARD.md"
-ROC_FILE = "roc.png"
-CALIBRATION_FILE = "calibration.png"
-
-RISK_BANDS: dict[str, list[dict[str, Any]]] = {
-    "weaning": [
-        {
-            "name": "low",
-            "lower": 0.0,
-            "upper": 0.3,
-            "cds_indicator": "warning",
-            "description": "Low probability of successful weaning: weaning trial unlikely to succeed now.",
-        },
-        {
-            "name": "intermediate",
-            "lower": 0.3,
-            "upper": 0.6,
-            "cds_indicator": "info",
-            "description": "Intermediate probability of successful weaning: reassess over the next day.",
-        },
-        {
-            "name": "high",
-            "lower": 0.6,
-            "upper": 1.0,
-            "cds_indicator": "info",
-            "description": "High probability of successful weaning: consider a weaning trial.",
-        },
-    ],
-    "ich": [
-        {
-            "name": "low",
-            "lower": 0.0,
-            "upper": 0.05,
-            "cds_indicator": "info",
-            "description": "Low probability of intracranial hemorrhage during ECMO.",
-        },
-        {
-            "name": "intermediate",
-            "lower": 0.05,
-            "upper": 0.15,
-            "cds_indicator": "warning",
-            "description": "Intermediate probability of ICH: review anticoagulation and transfusion.",
-        },
-        {
-            "name": "high",
-            "lower": 0.15,
-            "upper": 1.0,
-            "cds_indicator": "critical",
-            "description": "High probability of ICH: consider neuro-imaging and bleeding-risk review.",
-        },
-    ],
-}
-
-DERIVED_FEATURES: dict[str, list[dict[str, str]]] = {
-    "weaning": [
-        {
-            "name": "vrr",
-            "definition": "(VIS_0h - VIS_24h) / VIS_0h, winsorised to [-1, 1]; VIS_0h = 0 is rejected",
-        },
-        {
-            "name": "vis_24h",
-            "definition": "when given as infusions: dopamine + dobutamine + 100 x epinephrine + "
-            "10 x milrinone + 10000 x vasopressin + 100 x norepinephrine (Gaies 2010; "
-            "catecholamines and milrinone in ug/kg/min, vasopressin in U/kg/min)",
-        },
-    ],
-    "ich": [
-        {
-            "name": "gwr",
-            "definition": "when given as Hounsfield units: grey-matter HU / white-matter HU on "
-            "non-contrast head CT at basal-ganglia level",
-        },
-    ],
-}
-
-REFERENCE_LABEL = "reference model fitted on simulated data; not for clinical decisions"
-LOCAL_LABEL = (
-    "model fitted on a local cohort by the training command; not validated: not for clinical "
-    "decisions until it has been validated and approved locally"
-)
-
-_INTENDED_USE = {
-    "weaning": "Estimate the probability of successful weaning from VA-ECMO in adult cardiogenic "
-    "shock, 24 h after ECMO start, to support (never replace) the weaning decision.",
-    "ich": "Estimate the probability of intracranial hemorrhage in adults on ECMO for at least "
-    "24 h without ICH before ECMO, to support bleeding-risk review.",
-}
-
-_LIMITS_SIMULATED = {
-    "weaning": "Reference model fitted on simulated data; not for clinical decisions. The cohort "
-    "is simulated from a recipe tuned to the published prevalence and AUCs of one "
-    "single-centre study of 150 patients; no published coefficients exist, so the slopes are "
-    "design choices constrained only by the published directions. 'VIS' and 'lactate' in the "
-    "combined model were inferred to be the 24-h values. Not validated externally.",
-    "ich": "Reference model fitted on simulated data; not for clinical decisions. The cohort is "
-    "simulated with the published odds ratios of one study of 227 patients (22 events); the "
-    "units of the ORs were inferred from their CI widths (FFP per 100 mL could be per 200 mL; "
-    "the FFP time window is unknown); GWR is scanner dependent. Not validated externally.",
-}
+import math
+from typing import Any
 
 
-def _runtime() -> dict[str, str]:
-    return {
-        "python": platform.python_version(),
-        "scikit_learn": sklearn.__version__,
-        "numpy": np.__version__,
-        "joblib": joblib.__version__,
-    }
-
-
-def _provenance(run: TrainingRun) -> dict[str, Any]:
-    name = run.kind.name
-    source = published.WEANING_SOURCE if name == "weaning" else published.ICH_SOURCE
-    figures = published.WEANING_PUBLISHED if name == "weaning" else published.ICH_PUBLISHED
-    if run.source.kind == "simulate":
-        derivation = (
-            "simulated with the recipe in CLINICAL.md (seeded); no patient-level data was used"
-        )
-        fitted = (
-            "simulated: every coefficient, metric, derivation range and self-test in this "
-            "manifest comes from the simulated cohort"
-        )
-    else:
-        derivation = (
-            f"local cohort {run.source.data_file} (sha256 {run.source.data_sha256}), "
-            "checked against the service's input rules"
-        )
-        fitted = "fitted: every coefficient, metric and range here comes from the local cohort"
-    inferred = (
-        ["'VIS' and 'lactate' in the published combined model are the 24-h values"]
-        if name == "weaning"
-        else [
-            "OR units: GWR per 0.01, FFP per 100 mL (per 200 mL not excluded), platelets per 1x10^9/L"
-        ]
-    )
-    return {
-        "published": {"source": source, "figures": figures},
-        "derivation_cohort": derivation,
-        "this_model": fitted,
-        "inferred": inferred,
-    }
-
-
-def manifest(
-    run: TrainingRun, version: str, sha256: str, created: datetime, command: str
-) -> dict[str, Any]:
-    kind = run.kind
-    x_train = run.x_train
-    features = []
-    for i, spec in enumerate(kind.features):
-        features.append(
-            {
-                "name": spec.name,
-                "label": spec.label,
-                "unit": spec.unit,
-                "type": spec.type,
-                "hard_bounds": [spec.hard.low, spec.hard.high],
-                "soft_bounds": [spec.soft.low, spec.soft.high],
-                "derivation_range": [float(x_train[:, i].min()), float(x_train[:, i].max())],
-            }
-        )
-    coefs = run.coefficients
-    label = REFERENCE_LABEL if run.source.kind == "simulate" else LOCAL_LABEL
-    limits = _LIMITS_SIMULATED[kind.name] if run.source.kind == "simulate" else LOCAL_LABEL
-    training: dict[str, Any] = {
-        "source": run.source.kind,
-        "seed": run.seed,
-        "n": run.source.n,
-        "split": {
-            "method": "stratified random split on the outcome (seeded)",
-            "test_fraction": run.test_fraction,
-            "n_train": len(run.train_idx),
-            "n_held_out": len(run.test_idx),
-        },
-        "command": command,
-    }
-    if run.source.kind == "csv":
-        training["data_file"] = run.source.data_file
-        training["data_sha256"] = run.source.data_sha256
-    return {
-        "manifest_version": MANIFEST_VERSION,
-        "name": kind.name,
-        "kind": kind.name,
-        "version": version,
-        "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "label": label,
-        "artifact": {"file": "model.joblib", "sha256": sha256},
-        "runtime": _runtime(),
-        "outcome": kind.outcome,
-        "features": features,
-        "derived_features": DERIVED_FEATURES[kind.name],
-        "model": {
-            "type": "Pipeline(StandardScaler, LogisticRegression(C=inf)): unpenalised logistic "
-            "regression; contributions are exact and additive in log-odds",
-            "intercept_log_odds": coefs.intercept,
-            "coefficients_log_odds_per_unit": dict(
-                zip(kind.feature_names, coefs.weights, strict=True)
-            ),
-        },
-        "risk_bands": RISK_BANDS[kind.name],
-        "metrics": run.metrics,
-        "self_tests": run.self_tests,
-        "provenance": _provenance(run),
-        "intended_use": _INTENDED_USE[kind.name],
-        "limits": limits,
-        "card": CARD_FILE,
-        "plots": {"roc": ROC_FILE, "calibration": CALIBRATION_FILE},
-        "training": training,
-        # What the drift alerts compare live inputs and probabilities with (service/core/drift.py).
-        "reference_distribution": reference_distribution(
-            kind.features, x_train, predict_proba(run.model, x_train)
-        ),
-    }
-
-
-def write_manifest(path: Path, doc: dict[str, Any]) -> None:
-    path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-
-
-# -- the card -------------------------------------------------------------------------------------
-
-
-def _f(x: float, digits: int = 3) -> str:
-    return f"{x:.{digits}f}"
+def _f(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
 
 
 def _ci(pair: list[float], digits: int = 3) -> str:
@@ -259,36 +23,127 @@ def _g(x: float) -> str:
     return f"{x:.4g}"
 
 
-def render_card(doc: dict[str, Any]) -> str:
-    m = doc["metrics"]
-    name = doc["name"]
-    pub = doc["provenance"]["published"]
-    t = doc["training"]
-    lines = [
-        f"# Model card: {name} {doc['version']}",
+def _band_interval(b: dict[str, Any]) -> str:
+    return f"[{b['lower']}, {b['upper']}{']' if b['upper'] == 1.0 else ')'}"
+
+
+def _evaluated(m: dict[str, Any]) -> str:
+    return str(m.get("evaluated_on", "held-out split"))
+
+
+def _header(doc: dict[str, Any]) -> list[str]:
+    rt = doc["runtime"]
+    return [
+        f"# Model card: {doc['name']} {doc['version']}",
         "",
         f"> **{doc['label'][0].upper() + doc['label'][1:]}.**",
         "",
         f"Outcome: {doc['outcome']}. Created {doc['created']}. Artifact `{doc['artifact']['file']}` "
-        f"(sha256 `{doc['artifact']['sha256']}`), scikit-learn {doc['runtime']['scikit_learn']}, "
-        f"numpy {doc['runtime']['numpy']}, joblib {doc['runtime']['joblib']}, "
-        f"Python {doc['runtime']['python']}.",
+        f"(sha256 `{doc['artifact']['sha256']}`), scikit-learn {rt['scikit_learn']}, "
+        f"numpy {rt['numpy']}, joblib {rt['joblib']}, Python {rt['python']}.",
         "",
-        "## Intended use",
-        "",
-        doc["intended_use"],
-        "",
+    ]
+
+
+def _warnings(doc: dict[str, Any]) -> list[str]:
+    if not doc.get("warnings"):
+        return []
+    lines = ["## Warnings", ""]
+    lines += [f"- **{w}**" for w in doc["warnings"]]
+    return [*lines, ""]
+
+
+def _site(doc: dict[str, Any]) -> list[str]:
+    recal = doc.get("recalibration")
+    site = doc.get("site_validation")
+    if recal is None and site is None:
+        return []
+    lines = ["## Site recalibration and validation", ""]
+    if recal is not None:
+        lines += [
+            f"This version is version {doc['parent_version']} recalibrated on a local cohort "
+            f"(logistic recalibration, method `{recal['method']}`): new log-odds = "
+            f"{_g(recal['a'])} + {_g(recal['b'])} x log-odds of {doc['parent_version']}. "
+            f"Cohort sha256 `{recal['cohort_sha256']}`, n = {recal['n']}, "
+            f"{recal['events']} events. Everything else (predictors, bounds, derivation "
+            f"data, the sections below) is the parent's; the coefficients and self-tests are "
+            "this version's. Validation of the parent on that cohort, before recalibration: "
+            f"AUC {_f(recal['parent_validation']['auc'])}, calibration-in-the-large "
+            f"{_f(recal['parent_validation']['calibration_intercept'])}, slope "
+            f"{_f(recal['parent_validation']['calibration_slope'])}.",
+            "",
+        ]
+    if site is not None:
+        lines.append(
+            f"Site validation status: **{site['status']}**"
+            + (
+                f" (n = {site['n']}, {site['events']} events, AUC {_f(site['auc'])}, "
+                f"calibration slope {_f(site['calibration_slope'])}, {site['date']}; report "
+                f"`{site['report']}`)."
+                if site["status"] != "not_run"
+                else ": not validated yet. Review the validation report, then run "
+                "`ecmo-validate ... --accept` on an independent local cohort; the service "
+                "makes this version the default only when it is pinned or has passed."
+            )
+        )
+        lines.append("")
+    return lines
+
+
+def _data(doc: dict[str, Any]) -> list[str]:
+    t = doc["training"]
+    m = doc["metrics"]
+    split = t["split"]
+    if m.get("validation", "split") == "split":
+        design = (
+            f"{split['method']}: {split['n_train']} for fitting, {split['n_held_out']} held out "
+            f"(fraction {split['test_fraction']}). Every metric below is on the held-out split."
+        )
+        prevalence = (
+            f"- Held-out prevalence {_f(m['prevalence'])} ({m['events']}/{m['n']}); "
+            f"training prevalence {_f(m['training_split']['prevalence'])}."
+        )
+    else:
+        design = (
+            f"{split['method']}. Every metric below is on the whole cohort, corrected for "
+            f"optimism with {m['optimism']['replicates']} bootstrap refits."
+        )
+        prevalence = f"- Prevalence {_f(m['prevalence'])} ({m['events']}/{m['n']})."
+    epv = m.get("events_per_predictor")
+    lines = [
         "## Data",
         "",
         f"- Source: {doc['provenance']['derivation_cohort']}.",
-        f"- n = {t['n']} (seed {t['seed']}); {t['split']['method']}: "
-        f"{t['split']['n_train']} for fitting, {t['split']['n_held_out']} held out "
-        f"(fraction {t['split']['test_fraction']}). Every metric below is on the held-out split.",
-        f"- Held-out prevalence {_f(m['prevalence'])} ({m['events']}/{m['n']}); "
-        f"training prevalence {_f(m['training_split']['prevalence'])}.",
-        f"- Reproduce: `{t['command']}`.",
+        f"- n = {t['n']} (seed {t['seed']}); {design}",
+        prevalence,
+    ]
+    if epv is not None:
+        lines.append(
+            f"- Events per predictor (smaller outcome class / predictor parameters): "
+            f"{epv['value']:.1f} ({epv['smaller_class_count']}/{epv['predictor_parameters']}); "
+            f"the command warns below {epv['warning_below']:g}."
+        )
+    if "evaluation" in t:
+        lines.append(f"- Evaluation policy: {t['evaluation']['policy']}.")
+    lines += [f"- Reproduce: `{t['command']}`.", ""]
+    return lines
+
+
+def _outcome_and_predictors(doc: dict[str, Any]) -> list[str]:
+    lines = ["## Outcome", "", doc.get("outcome_definition", doc["outcome"]), ""]
+    lines += [
+        "## Predictors",
         "",
-        "### Predictors (canonical units) and the derivation cohort's observed range",
+        "### As measured (the CSV columns and API inputs): definition and measurement window",
+        "",
+        "| input | definition | measurement window |",
+        "|---|---|---|",
+    ]
+    for p in doc.get("predictors", []):
+        lines.append(f"| `{p['name']}` | {p['definition']} | {p['window']} |")
+    lines += [
+        "",
+        "### Model features (canonical units) and the derivation data's observed range",
         "",
         "| feature | label | unit | type | hard bounds | soft bounds | derivation range |",
         "|---|---|---|---|---|---|---|",
@@ -301,11 +156,19 @@ def render_card(doc: dict[str, Any]) -> str:
             f"{_g(f['derivation_range'][0])} to {_g(f['derivation_range'][1])} |"
         )
     lines += ["", "Derived features:", ""]
-    lines += [f"- `{d['name']}`: {d['definition']}" for d in doc["derived_features"]]
+    for d in doc["derived_features"]:
+        window = f" (window: {d['window']})" if "window" in d else ""
+        lines.append(f"- `{d['name']}`: {d['definition']}{window}")
     lines += [
         "",
         "Inputs outside the derivation range are extrapolations; the service warns when it happens.",
         "",
+    ]
+    return lines
+
+
+def _model(doc: dict[str, Any]) -> list[str]:
+    lines = [
         "## Model",
         "",
         f"{doc['model']['type']}.",
@@ -315,45 +178,117 @@ def render_card(doc: dict[str, Any]) -> str:
         f"| intercept | {_g(doc['model']['intercept_log_odds'])} | |",
     ]
     for feat, w in doc["model"]["coefficients_log_odds_per_unit"].items():
-        lines.append(f"| `{feat}` | {_g(w)} | {_g(float(np.exp(w)))} |")
-    lines += ["", "Risk bands (probability of the outcome):", ""]
-    for b in doc["risk_bands"]:
-        lines.append(
-            f"- **{b['name']}** [{b['lower']}, {b['upper']}{']' if b['upper'] == 1.0 else ')'}"
-            f" (CDS indicator `{b['cds_indicator']}`): {b['description']}"
-        )
+        lines.append(f"| `{feat}` | {_g(w)} | {_g(math.exp(w))} |")
+    ref = doc.get("reference_patient")
+    if ref is not None:
+        values = ", ".join(f"`{k}` {_g(v)}" for k, v in ref["features"].items())
+        lines += [
+            "",
+            f"Reference patient for contributions: {values}; log-odds {_g(ref['log_odds'])}, "
+            f"probability {_f(ref['probability'])}. {ref['definition']}",
+        ]
     lines += [
         "",
-        "## Performance (held-out split)",
+        "### Risk bands (probability of the outcome) and where each cut-off comes from",
+        "",
+    ]
+    for b in doc["risk_bands"]:
+        source = f" Cut-off: {b['cutoff_source']}." if "cutoff_source" in b else ""
+        lines.append(
+            f"- **{b['name']}** {_band_interval(b)} (CDS indicator `{b['cds_indicator']}`): "
+            f"{b['description']}{source}"
+        )
+    m = doc["metrics"]
+    if "risk_band_cutoffs" in m:
+        lines += [
+            "",
+            f"Each cut-off on the derivation data ({_evaluated(m)}; 'positive' = at or above "
+            "the cut-off):",
+            "",
+            "| cut-off | n at or above | sensitivity | specificity | PPV | NPV |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in m["risk_band_cutoffs"]:
+            lines.append(
+                f"| {c['cutoff']} | {c['n_at_or_above']} | {_f(c['sensitivity'])} | "
+                f"{_f(c['specificity'])} | {_f(c['ppv'])} | {_f(c['npv'])} |"
+            )
+        lines += [
+            "",
+            "| band | n | events | observed (Wilson 95% CI) | mean predicted |",
+            "|---|---|---|---|---|",
+        ]
+        for b in m["risk_bands"]:
+            lines.append(
+                f"| {b['band']} | {b['n']} | {b['events']} | {_f(b['observed'])} "
+                f"({_ci(b['observed_ci95'])}) | {_f(b['mean_predicted'])} |"
+            )
+    return [*lines, ""]
+
+
+def _performance(doc: dict[str, Any]) -> list[str]:
+    m = doc["metrics"]
+    where = _evaluated(m)
+    lines = [
+        f"## Performance ({where})",
         "",
         "| metric | value |",
         "|---|---|",
         f"| AUC (bootstrap 95% CI, {m['bootstrap_replicates']} replicates) | "
         f"{_f(m['auc'])} ({_ci(m['auc_ci95'])}) |",
     ]
-    if "vrr_alone" in m:
-        lines.append(
-            f"| AUC of VRR alone | {_f(m['vrr_alone']['auc'])} ({_ci(m['vrr_alone']['auc_ci95'])}) |"
-        )
+    for value in m.values():
+        if isinstance(value, dict) and "label" in value and "auc" in value:
+            lines.append(
+                f"| AUC of {value['label']} | {_f(value['auc'])} ({_ci(value['auc_ci95'])}) |"
+            )
+    brier_ci = f" ({_ci(m['brier_ci95'], 4)})" if "brier_ci95" in m else ""
     lines += [
-        f"| Brier score | {_f(m['brier'], 4)} |",
+        f"| Brier score (bootstrap 95% CI) | {_f(m['brier'], 4)}{brier_ci} |",
         f"| prevalence | {_f(m['prevalence'])} |",
-        f"| apparent AUC on the training split | {_f(m['training_split']['apparent_auc'])} |",
-        "",
-        f"![ROC curve]({doc['plots']['roc']})",
-        "",
-        "## Calibration (held-out split)",
+        f"| apparent AUC on the fitting data | {_f(m['training_split']['apparent_auc'])} |",
+    ]
+    if "optimism" in m:
+        o = m["optimism"]
+        lines.append(
+            f"| optimism (mean over {o['replicates']} refits) | AUC {_f(o['auc'])}, Brier "
+            f"{_f(o['brier'], 4)}, slope {_f(o['calibration_slope'])} |"
+        )
+    lines += ["", f"![ROC curve]({doc['plots']['roc']})", ""]
+    return lines
+
+
+def _calibration(doc: dict[str, Any]) -> list[str]:
+    m = doc["metrics"]
+
+    def ci(key: str) -> str:
+        return f" (95% CI {_ci(m[key])})" if key in m else ""
+
+    lines = [
+        f"## Calibration ({_evaluated(m)})",
         "",
         f"- Calibration intercept (calibration-in-the-large, logit(p) as offset): "
-        f"{_f(m['calibration_intercept'])} (ideal 0).",
-        f"- Calibration slope: {_f(m['calibration_slope'])} (ideal 1).",
+        f"{_f(m['calibration_intercept'])}{ci('calibration_intercept_ci95')} (ideal 0).",
+        f"- Calibration slope: {_f(m['calibration_slope'])}{ci('calibration_slope_ci95')} "
+        "(ideal 1).",
         "",
-        "| decile | n | mean predicted | observed |",
-        "|---|---|---|---|",
+        "| decile | n | events | mean predicted | observed (Wilson 95% CI) |",
+        "|---|---|---|---|---|",
     ]
     for i, b in enumerate(m["calibration_by_decile"], start=1):
-        lines.append(f"| {i} | {int(b['n'])} | {_f(b['mean_predicted'])} | {_f(b['observed'])} |")
-    lines += ["", f"![Calibration plot]({doc['plots']['calibration']})", "", "## Subgroups", ""]
+        interval = f" ({_ci(b['observed_ci95'])})" if "observed_ci95" in b else ""
+        events = b.get("events", "–")
+        lines.append(
+            f"| {i} | {int(b['n'])} | {events} | {_f(b['mean_predicted'])} | "
+            f"{_f(b['observed'])}{interval} |"
+        )
+    lines += ["", f"![Calibration plot]({doc['plots']['calibration']})", ""]
+    return lines
+
+
+def _subgroups(doc: dict[str, Any]) -> list[str]:
+    m = doc["metrics"]
+    lines = ["## Subgroups", ""]
     if "subgroups" in m:
         lines += ["| subgroup | level | n | events | AUC (95% CI) |", "|---|---|---|---|---|"]
         for var, table in m["subgroups"].items():
@@ -372,7 +307,7 @@ def render_card(doc: dict[str, Any]) -> str:
             "",
             "## Odds ratios in the published units",
             "",
-            "| predictor | per | fitted OR (Wald 95% CI, training split) | published OR (95% CI) "
+            "| predictor | per | fitted OR (Wald 95% CI, fitting data) | published OR (95% CI) "
             "| fitted inside published CI |",
             "|---|---|---|---|---|",
         ]
@@ -382,25 +317,48 @@ def render_card(doc: dict[str, Any]) -> str:
                 f"{_f(o['published'])} ({_ci(o['published_ci95'])}) | "
                 f"{'yes' if o['inside_published_ci'] else 'no'} |"
             )
-    lines += [
-        "",
-        "## Published vs simulated",
-        "",
-        f"- Published (source: {pub['source']}):",
-    ]
+    return [*lines, ""]
+
+
+def _provenance(doc: dict[str, Any]) -> list[str]:
+    prov = doc["provenance"]
+    pub = prov["published"]
+    lines = ["## Published vs simulated", "", f"- Published (source: {pub['source']}):"]
     for key, value in pub["figures"].items():
         lines.append(f"  - {key}: {json.dumps(value)}")
     lines += [
-        f"- This model: {doc['provenance']['this_model']}.",
-        "- Inferred (not stated in the sources): " + "; ".join(doc["provenance"]["inferred"]) + ".",
-        "",
-        "## Limits",
-        "",
-        doc["limits"],
-        "",
+        f"- This model: {prov['this_model']}.",
+        "- Inferred (not stated in the sources): " + "; ".join(prov["inferred"]) + ".",
+    ]
+    if "clinical_facts" in prov:
+        lines.append(
+            f"- The clinical facts, the simulation recipe and what was inferred are in "
+            f"`{prov['clinical_facts']}` in the service's repository."
+        )
+    return [*lines, ""]
+
+
+def render(doc: dict[str, Any]) -> str:
+    lines = _header(doc)
+    lines += _warnings(doc)
+    lines += _site(doc)
+    lines += ["## Intended use", "", doc["intended_use"], ""]
+    lines += _data(doc)
+    lines += _outcome_and_predictors(doc)
+    lines += _model(doc)
+    lines += _performance(doc)
+    lines += _calibration(doc)
+    lines += _subgroups(doc)
+    lines += _provenance(doc)
+    lines += ["## Limits", "", doc["limits"], ""]
+    if doc.get("references"):
+        lines += ["## References", ""]
+        lines += [f"{i}. {r}" for i, r in enumerate(doc["references"], start=1)]
+        lines.append("")
+    lines += [
         "## Self-tests",
         "",
-        f"The manifest carries {len(doc['self_tests'])} held-out patients with the probability "
+        f"The manifest carries {len(doc['self_tests'])} patients with the probability "
         "scikit-learn's `predict_proba` gives them; the service refuses to serve the artifact "
         "unless its linear form reproduces each to 1e-9.",
         "",

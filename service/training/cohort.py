@@ -21,19 +21,15 @@ import numpy as np
 import numpy.typing as npt
 
 from service.core.inputs import resolve
-from service.core.specs import ModelKind
+from service.core.kinds.base import ModelKind
 from service.errors import InvalidInput
+from service.training import kinds
+from service.training.kinds.base import FloatArray, IntArray
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-
-ETIOLOGIES = ("AMI", "myocarditis", "other")
-SUBGROUP_COLUMNS = {"weaning": ("etiology", "ecpr", "crrt")}
-"""Optional columns a CSV may carry for subgroup metrics (weaning only)."""
+__all__ = ["FloatArray", "IntArray"]
 
 _BOOLEAN_TRUE = {"1", "true", "yes"}
 _BOOLEAN_FALSE = {"0", "false", "no"}
-_INTEGER_COLUMNS = {"apache_ii", "stroke_history"}
 _MAX_REPORTED = 20
 
 
@@ -80,7 +76,7 @@ class Cohort:
     features: FloatArray
     """(n, len(kind.features)): resolve()'s feature vectors, in the manifest's order."""
     subgroups: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
-    """etiology (str), ecpr, crrt (0/1) when known."""
+    """The kind's optional subgroup columns the source had (categories as str, flags as 0/1)."""
 
     @property
     def n(self) -> int:
@@ -89,21 +85,7 @@ class Cohort:
 
 def api_inputs(kind: ModelKind, row: Mapping[str, float]) -> dict[str, Any]:
     """One CSV row (canonical units) in the shape the HTTP API accepts."""
-    if kind.name == "weaning":
-        return {
-            "vis_0h": row["vis_0h"],
-            "vis_24h": row["vis_24h"],
-            "apache_ii": row["apache_ii"],
-            "lactate_24h": {"value": row["lactate_24h"], "unit": "mmol/L"},
-        }
-    if kind.name == "ich":
-        return {
-            "gwr": row["gwr"],
-            "stroke_history": bool(row["stroke_history"]),
-            "ffp_volume": {"value": row["ffp_volume_ml"], "unit": "mL"},
-            "min_platelets": {"value": row["min_platelets"], "unit": "10*9/L"},
-        }
-    raise ValueError(f"no CSV mapping for model kind {kind.name!r}")
+    return kinds.of(kind).api_inputs(row)
 
 
 _API_TO_COLUMN = {"ffp_volume": "ffp_volume_ml"}
@@ -122,12 +104,13 @@ def resolve_rows(
     skipped = set(skip)
     out = np.full((n, len(kind.features)), np.nan)
     errors: list[RowError] = []
+    to_api = kinds.of(kind).api_inputs
     for i in range(n):
         if i in skipped:
             continue
         row = {c: float(columns[c][i]) for c in kind.csv_columns}
         try:
-            resolved = resolve(kind, api_inputs(kind, row))
+            resolved = resolve(kind, to_api(row))
         except InvalidInput as exc:
             errors.extend(
                 RowError(i + 1, _column_of(e.path), e.rule, e.message, e.allowed)
@@ -178,17 +161,27 @@ def csv_header(kind: ModelKind, subgroups: Iterable[str] = ()) -> list[str]:
     return [*kind.csv_columns, kind.outcome_column, *subgroups]
 
 
-def _format(column: str, value: Any) -> str:
-    if column == "etiology":
-        return str(value)
-    if column in _INTEGER_COLUMNS or column in ("ecpr", "crrt", "weaned", "ich"):
-        return str(int(value))
-    return repr(float(value))  # repr round-trips a float exactly
+def _formatter(kind: ModelKind) -> Any:
+    tk = kinds.of(kind)
+    categorical = {s.column for s in tk.subgroups if not s.boolean}
+    whole = {*tk.integer_columns, *tk.boolean_columns, kind.outcome_column}
+    whole |= {s.column for s in tk.subgroups if s.boolean}
+
+    def fmt(column: str, value: Any) -> str:
+        if column in categorical:
+            return str(value)
+        if column in whole:
+            return str(int(value))
+        return repr(float(value))  # repr round-trips a float exactly
+
+    return fmt
 
 
 def write_csv(cohort: Cohort, path: Path) -> None:
-    subgroups = [c for c in SUBGROUP_COLUMNS.get(cohort.kind.name, ()) if c in cohort.subgroups]
+    tk = kinds.of(cohort.kind)
+    subgroups = [c for c in tk.subgroup_columns if c in cohort.subgroups]
     header = csv_header(cohort.kind, subgroups)
+    _format = _formatter(cohort.kind)
     data: dict[str, npt.NDArray[Any]] = {
         **cohort.columns,
         cohort.kind.outcome_column: cohort.outcome,
@@ -212,11 +205,13 @@ def _parse_number(text: str) -> float | None:
 
 def _parse_cell(column: str, kind: ModelKind, text: str, row: int, errors: list[RowError]) -> Any:
     """Parse one cell; on failure record a RowError and return None."""
+    tk = kinds.of(kind)
     text = text.strip()
     if text == "":
         errors.append(RowError(row, column, "required", "the cell is empty"))
         return None
-    if column in ("stroke_history", "ecpr", "crrt"):
+    subgroup = next((s for s in tk.subgroups if s.column == column), None)
+    if column in tk.boolean_columns or (subgroup is not None and subgroup.boolean):
         low = text.lower()
         if low in _BOOLEAN_TRUE:
             return 1.0
@@ -228,13 +223,17 @@ def _parse_cell(column: str, kind: ModelKind, text: str, row: int, errors: list[
             )
         )
         return None
-    if column == "etiology":
-        for name in ETIOLOGIES:
+    if subgroup is not None:
+        for name in subgroup.categories:
             if text.lower() == name.lower():
                 return name
         errors.append(
             RowError(
-                row, column, "category", f"{text!r} is not a known etiology", ", ".join(ETIOLOGIES)
+                row,
+                column,
+                "category",
+                f"{text!r} is not a known {column}",
+                ", ".join(subgroup.categories),
             )
         )
         return None
@@ -258,7 +257,8 @@ def _parse_cell(column: str, kind: ModelKind, text: str, row: int, errors: list[
 def read_csv(kind: ModelKind, path: Path) -> Cohort:
     """Read and check a hospital cohort; raise CohortError naming every bad row, column and rule."""
     source = str(path)
-    optional = SUBGROUP_COLUMNS.get(kind.name, ())
+    tk = kinds.of(kind)
+    optional = tk.subgroup_columns
     required = [*kind.csv_columns, kind.outcome_column]
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
@@ -329,11 +329,10 @@ def read_csv(kind: ModelKind, path: Path) -> Cohort:
         raise CohortError(source, errors)
     outcome = np.array(parsed[kind.outcome_column], dtype=np.int64)
     subgroups: dict[str, npt.NDArray[Any]] = {}
-    for col in present:
-        if col == "etiology":
-            subgroups[col] = np.array(parsed[col], dtype=object)
-        else:
-            subgroups[col] = np.array(parsed[col], dtype=np.int64)
+    for s in tk.subgroups:
+        if s.column in present:
+            dtype = np.int64 if s.boolean else object
+            subgroups[s.column] = np.array(parsed[s.column], dtype=dtype)
     return build(kind, columns, outcome, subgroups, source)
 
 
@@ -343,7 +342,7 @@ def read_csv(kind: ModelKind, path: Path) -> Cohort:
 def streams(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
     """Independent generators for (simulation, held-out split, bootstrap), all from one seed.
 
-    The simulation draws from the seed itself (as CLINICAL.md's "seed 7"), the split and the
+    The simulation draws from the seed itself (as docs/CLINICAL.md's "seed 7"), the split and the
     bootstrap from spawned children. The split does not depend on how the cohort was produced,
     so `--data` on a CSV written by `--simulate --write-csv` with the same seed holds out the
     same rows.

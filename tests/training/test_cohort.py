@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.core.specs import ICH, WEANING
+from service.core.kinds import ICH, WEANING
 from service.training.__main__ import main
 from service.training.cohort import CohortError, read_csv, write_csv
 from service.training.train import simulated_cohort

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from service.core.drift import PROBABILITY_BUCKETS
+from service.core.kinds import MODEL_KINDS
 from service.core.registry import Registry, load_version
-from service.core.specs import MODEL_KINDS
 from service.training.cohort import split_indices, streams
 from service.training.fit import fit, predict_proba
 from service.training.train import DEFAULT_TEST_FRACTION, simulated_cohort

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from service.training import metrics
@@ -40,3 +41,28 @@ def test_calibration_of_true_probabilities_is_ideal_and_overconfidence_shows_in_
 
 def test_brier_score():
     assert metrics.brier(np.array([1, 0]), np.array([0.75, 0.25])) == 0.0625
+
+
+def test_calibration_and_its_wald_cis_match_statsmodels():
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(4)
+    lp = rng.normal(-1.5, 1.2, 3000)
+    y = (rng.random(lp.size) < _expit(0.3 + 0.8 * lp)).astype(np.int64)
+    p = _expit(lp)
+    got = metrics.calibration(y, p)
+    citl = sm.GLM(y, np.ones((y.size, 1)), family=sm.families.Binomial(), offset=lp).fit()
+    assert abs(got["intercept"] - citl.params[0]) < 1e-8
+    assert np.allclose(got["intercept_ci95"], citl.conf_int()[0], atol=1e-6)
+    slope = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit()
+    assert abs(got["slope"] - slope.params[1]) < 1e-8
+    assert np.allclose(got["slope_ci95"], slope.conf_int()[1], atol=1e-6)
+
+
+def test_net_benefit_matches_the_definition():
+    y = np.array([1, 1, 0, 0, 0, 1, 0, 0, 0, 0])
+    p = np.array([0.9, 0.6, 0.5, 0.2, 0.1, 0.05, 0.3, 0.7, 0.02, 0.01])
+    nb = metrics.net_benefit(y, p, np.array([0.25]))
+    # at t = 0.25: positives p >= 0.25 -> tp 2 (0.9, 0.6), fp 3 (0.5, 0.3, 0.7)
+    assert nb["model"][0] == pytest.approx(2 / 10 - 3 / 10 * (0.25 / 0.75))
+    assert nb["treat_all"][0] == pytest.approx(0.3 - 0.7 * (0.25 / 0.75))

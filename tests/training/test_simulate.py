@@ -1,4 +1,4 @@
-"""The simulation recipes of CLINICAL.md, checked on small seeded cohorts."""
+"""The simulation recipes of docs/CLINICAL.md, checked on small seeded cohorts."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from service.core.inputs import resolve
-from service.core.specs import ICH, WEANING
+from service.core.kinds import ICH, WEANING
 from service.training.cohort import api_inputs
+from service.training.kinds.ich import true_logit as ich_logit
+from service.training.kinds.weaning import true_logit as weaning_logit
 from service.training.metrics import auc
-from service.training.simulate import ich_logit, weaning_logit
 from service.training.train import simulated_cohort
 
 N = 6000

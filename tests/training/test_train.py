@@ -9,9 +9,9 @@ import joblib
 import numpy as np
 import pytest
 
+from service.core.kinds import MODEL_KINDS
 from service.core.manifest import parse_manifest
 from service.core.registry import Registry, load_version
-from service.core.specs import MODEL_KINDS
 from service.training.__main__ import main
 from service.training.fit import predict_proba
 
