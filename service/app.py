@@ -27,6 +27,7 @@ from service.core.fhir import ServiceMapping, load_mappings
 from service.core.registry import Registry
 from service.core.scoring import Scoring
 from service.core.units import UnitTable
+from service.fhir_fetch import fetcher_from_settings
 from service.logs import configure_logging, log_fields
 from service.metrics_files import install_reserving_files
 from service.telemetry import create_metrics
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     if settings.multiproc_dir is not None:
         install_reserving_files()  # a full metrics directory: ENOSPC, not SIGBUS (issue 19.3)
     metrics = create_metrics(CollectorRegistry(auto_describe=True))
+    fetcher = fetcher_from_settings(settings, metrics.observe_fhir_fetch)
     deps = Deps(
         settings=settings,
         registry=registry,
@@ -100,6 +102,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         scoring=Scoring(UnitTable(settings.ffp_ml_per_unit)),
         cds_services=_cds_services(load_mappings(settings.fhir_mapping_dir), registry),
         cds_verifier=_cds_verifier(settings),
+        fhir_fetcher=fetcher,
     )
 
     app = ServiceFlask(__name__)

@@ -60,6 +60,8 @@ class Metrics:
     validation_errors: Counter
     model_info: Gauge
     cds_feedback: Counter
+    fhir_fetch: Counter
+    fhir_fetch_latency: Histogram
     _info_pid: int = field(default=0)
     # labels() validates and looks up its arguments on every call; the labelled children for a
     # (model, version, band) are the same objects every time, and a batch observes 1,000 of them.
@@ -130,6 +132,12 @@ class Metrics:
         self.cds_feedback.labels(service=service, outcome=outcome).inc()
 
     @never_fails
+    def observe_fhir_fetch(self, outcome: str, seconds: float) -> None:
+        """One attempt to fetch a prefetch key from an EHR's FHIR server (fhir_fetch.FETCH_OUTCOMES)."""
+        self.fhir_fetch.labels(outcome=outcome).inc()
+        self.fhir_fetch_latency.observe(seconds)
+
+    @never_fails
     def mark_models(self, models: list[tuple[str, str, str]]) -> None:
         """Set model_info once per process (the gauge is per live process in multiprocess mode)."""
         pid = os.getpid()
@@ -186,6 +194,20 @@ def create_metrics(registry: CollectorRegistry) -> Metrics:
             "ecmo_cds_feedback",
             "CDS Hooks card feedback received, by service id and outcome.",
             ["service", "outcome"],
+            registry=registry,
+        ),
+        fhir_fetch=Counter(
+            "ecmo_fhir_fetch",
+            "Prefetch keys the service tried to fetch from an EHR's FHIR server, by outcome "
+            "(ok, not_allowed, timeout, deadline, unreachable, unauthorized, forbidden, "
+            "client_error, server_error, not_fhir, too_large).",
+            ["outcome"],
+            registry=registry,
+        ),
+        fhir_fetch_latency=Histogram(
+            "ecmo_fhir_fetch_duration_seconds",
+            "Time spent fetching one prefetch key from an EHR's FHIR server (all its pages).",
+            buckets=LATENCY_BUCKETS + (5.0, 10.0),
             registry=registry,
         ),
     )

@@ -152,8 +152,8 @@ def detail(a: Assessment) -> str:
         lines += [f"- {w.message}" for w in p.warnings]
     lines += [
         "",
-        f"Model {p.model.name} {p.model.version}; inputs were read only from the data the EHR "
-        "prefetched (this service does not query FHIR servers).",
+        f"Model {p.model.name} {p.model.version}; inputs were read from the data the EHR "
+        "prefetched or, for what it did not prefetch, from its FHIR server.",
     ]
     return "\n".join(lines)
 
