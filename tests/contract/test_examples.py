@@ -46,6 +46,8 @@ def build(path: str, method: str, how: dict[str, Any]) -> dict[str, Any]:
     for key, value in (how.get("params") or {}).items():
         url = url.replace("{" + key + "}", value)
     kwargs: dict[str, Any] = {"path": url, "method": method, "query_string": how.get("query")}
+    if "headers" in how:
+        kwargs["headers"] = how["headers"]
     ctype = how.get("content-type", "application/json")
     if "body" in how and how["body"] in request_examples(path, method):
         body = request_examples(path, method)[how["body"]]

@@ -23,18 +23,18 @@ def _for(patient: str, resource: dict[str, Any], suffix: str) -> dict[str, Any]:
 
 def load_patients(server: FhirServer) -> None:
     """p-1: the weaning and ich patients of tests/cds/fhir.py; p-paged: seven platelet counts."""
-    for pid in ("p-1", PAGED_PATIENT):
-        server.create({"resourceType": "Patient", "id": pid, "gender": "female"})
+    resources: list[dict[str, Any]] = [
+        {"resourceType": "Patient", "id": pid, "gender": "female"} for pid in ("p-1", PAGED_PATIENT)
+    ]
     for key, b in {**fhir.weaning_prefetch(), **fhir.ich_prefetch()}.items():
-        for entry in b["entry"]:
-            server.create(_for("p-1", entry["resource"], key))
+        resources += [_for("p-1", entry["resource"], key) for entry in b["entry"]]
     ich = fhir.ich_prefetch()
     for key in ("gwr", "stroke", "ffp"):
-        for entry in ich[key]["entry"]:
-            server.create(_for(PAGED_PATIENT, entry["resource"], key))
+        resources += [_for(PAGED_PATIENT, entry["resource"], key) for entry in ich[key]["entry"]]
     for i, count in enumerate(PLATELETS_PAGED):
         obs = fhir.observation(fhir.LOINC, "777-3", count, "10*9/L", hours_ago=1 + i)
-        server.create(_for(PAGED_PATIENT, obs, "plt"))
+        resources.append(_for(PAGED_PATIENT, obs, "plt"))
+    server.create_all(resources)
 
 
 @pytest.fixture(scope="session")

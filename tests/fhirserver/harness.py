@@ -72,6 +72,25 @@ class FhirServer:
         out: dict[str, Any] = r.json()
         return out
 
+    def create_all(self, resources: list[dict[str, Any]]) -> None:
+        """PUT every resource (by id) in one batch Bundle."""
+        batch = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {
+                    "resource": r,
+                    "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
+                }
+                for r in resources
+            ],
+        }
+        with self.client() as c:
+            r = c.post("/", json=batch)
+        assert r.status_code == 200, r.text
+        statuses = [e["response"]["status"] for e in r.json()["entry"]]
+        assert all(s.startswith("20") for s in statuses), statuses
+
     def validate(self, resource: dict[str, Any]) -> list[dict[str, Any]]:
         """Issues of severity error from @medplum/core's R4 validator (empty: valid)."""
         with self.client() as c:

@@ -29,8 +29,15 @@ from service.api.body import read_json
 from service.api.cds.schemas import CDS_REQUEST, FEEDBACK, load
 from service.api.deps import Deps
 from service.api.responses import json_response
-from service.core.cds import assess, cards
+from service.api.v1.predict import model_ref, prediction_body
+from service.core.cds import assess, cards, source_paths
 from service.core.fhir import ServiceMapping
+from service.core.riskassessment import (
+    ENCOUNTER_REFERENCE,
+    basis_references,
+    is_subject_reference,
+    risk_assessment,
+)
 from service.errors import FieldError, MalformedRequest, MissingClinicalData, UnknownCdsService
 from service.fhir_fetch import FetchFailed
 
@@ -157,11 +164,30 @@ def create_cds_blueprint(
             if filled.failures:
                 raise fetch_failures(service, filled.failures)
             prefetch = filled.prefetch
-        assessment = assess(service, model, prefetch, clock(), deps.scoring)
+        now = clock()
+        assessment = assess(service, model, prefetch, now, deps.scoring)
         p = assessment.prediction
         metrics.observe_prediction(model.name, model.version, p.band.name, p.probability)
         card_url = f"{base_url()}/v1/models/{model.name}/card?version={model.version}"
-        return json_response({"cards": cards(assessment, card_url)})
+        context = data["context"]
+        subject, encounter = f"Patient/{context['patientId']}", context.get("encounterId")
+        resource = None
+        if is_subject_reference(subject):  # else no valid FHIR subject: no suggestion
+            resource = risk_assessment(
+                prediction_body(p),
+                model_ref(model),
+                model.kind.name,
+                subject,
+                now,
+                encounter=(
+                    f"Encounter/{encounter}"
+                    if encounter and ENCOUNTER_REFERENCE.match(f"Encounter/{encounter}")
+                    else None
+                ),
+                basis=basis_references(prefetch or {}, source_paths(assessment)),
+                identifier=str(data["hookInstance"]),
+            )
+        return json_response({"cards": cards(assessment, card_url, risk_assessment=resource)})
 
     @bp.post("/cds-services/<service_id>/feedback", provide_automatic_options=False)
     def feedback(service_id: str) -> Response:
