@@ -27,6 +27,7 @@ from service.core.fhir import ServiceMapping, load_mappings
 from service.core.registry import Registry
 from service.core.scoring import Scoring
 from service.core.units import UnitTable
+from service.explain_token import ExplainTokens
 from service.fhir_fetch import fetcher_from_settings
 from service.logs import configure_logging, log_fields
 from service.metrics_files import install_reserving_files
@@ -95,6 +96,11 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         install_reserving_files()  # a full metrics directory: ENOSPC, not SIGBUS (issue 19.3)
     metrics = create_metrics(CollectorRegistry(auto_describe=True))
     fetcher = fetcher_from_settings(settings, metrics.observe_fhir_fetch)
+    tokens = (
+        ExplainTokens(settings.explain_keys, settings.explain_ttl_seconds)
+        if settings.explain_keys
+        else None
+    )
     deps = Deps(
         settings=settings,
         registry=registry,
@@ -103,6 +109,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         cds_services=_cds_services(load_mappings(settings.fhir_mapping_dir), registry),
         cds_verifier=_cds_verifier(settings),
         fhir_fetcher=fetcher,
+        explain_tokens=tokens,
     )
 
     app = ServiceFlask(__name__)

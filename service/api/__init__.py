@@ -15,6 +15,7 @@ from service.api.metrics import create_metrics_blueprint
 from service.api.oip import create_oip_blueprint
 from service.api.v1.models import create_models_blueprint
 from service.api.v1.predict import create_predict_blueprint
+from service.api.why import create_why_blueprint
 
 BLUEPRINT_FACTORIES: tuple[Callable[[Deps], Blueprint], ...] = (
     create_health_blueprint,
@@ -23,6 +24,7 @@ BLUEPRINT_FACTORIES: tuple[Callable[[Deps], Blueprint], ...] = (
     create_predict_blueprint,
     create_cds_blueprint,
     create_oip_blueprint,
+    create_why_blueprint,
 )
 
 

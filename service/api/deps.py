@@ -10,6 +10,7 @@ from service.config import Settings
 from service.core.fhir import ServiceMapping
 from service.core.registry import Registry
 from service.core.scoring import Scoring
+from service.explain_token import ExplainTokens
 from service.fhir_fetch import FhirFetcher
 from service.telemetry import Metrics
 
@@ -27,3 +28,5 @@ class Deps:
     """None when CDS Hooks JWT verification is off (ECMO_CDS_JWT_REQUIRED=false)."""
     fhir_fetcher: FhirFetcher | None = None
     """Fetches absent CDS prefetch keys from allow-listed FHIR servers; None when none is."""
+    explain_tokens: ExplainTokens | None = None
+    """Seals and opens the "why this risk" page tokens; None without ECMO_EXPLAIN_KEYS."""

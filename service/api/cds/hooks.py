@@ -31,6 +31,7 @@ from service.api.deps import Deps
 from service.api.responses import json_response
 from service.api.v1.predict import model_ref, prediction_body
 from service.core.cds import assess, cards, source_paths
+from service.core.explanation import explanation_payload
 from service.core.fhir import ServiceMapping
 from service.core.riskassessment import (
     ENCOUNTER_REFERENCE,
@@ -187,7 +188,17 @@ def create_cds_blueprint(
                 basis=basis_references(prefetch or {}, source_paths(assessment)),
                 identifier=str(data["hookInstance"]),
             )
-        return json_response({"cards": cards(assessment, card_url, risk_assessment=resource)})
+        explain_url = None
+        if deps.explain_tokens is not None:
+            payload = explanation_payload(assessment, prefetch or {}, now)
+            explain_url = f"{base_url()}/why/{deps.explain_tokens.seal(payload)}"
+        return json_response(
+            {
+                "cards": cards(
+                    assessment, card_url, risk_assessment=resource, explain_url=explain_url
+                )
+            }
+        )
 
     @bp.post("/cds-services/<service_id>/feedback", provide_automatic_options=False)
     def feedback(service_id: str) -> Response:
