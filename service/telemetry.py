@@ -135,7 +135,7 @@ class Metrics:
     def observe_fhir_fetch(self, outcome: str, seconds: float) -> None:
         """One attempt to fetch a prefetch key from an EHR's FHIR server (fhir_fetch.FETCH_OUTCOMES)."""
         self.fhir_fetch.labels(outcome=outcome).inc()
-        self.fhir_fetch_latency.observe(seconds)
+        self.fhir_fetch_latency.labels(outcome=outcome).observe(seconds)
 
     @never_fails
     def mark_models(self, models: list[tuple[str, str, str]]) -> None:
@@ -206,7 +206,10 @@ def create_metrics(registry: CollectorRegistry) -> Metrics:
         ),
         fhir_fetch_latency=Histogram(
             "ecmo_fhir_fetch_duration_seconds",
-            "Time spent fetching one prefetch key from an EHR's FHIR server (all its pages).",
+            "Time spent fetching one prefetch key from an EHR's FHIR server (all its pages), by "
+            "outcome. (Labelled, so that no value file is opened at import: in multiprocess mode "
+            "an unlabelled metric writes to PROMETHEUS_MULTIPROC_DIR as soon as it is created.)",
+            ["outcome"],
             buckets=LATENCY_BUCKETS + (5.0, 10.0),
             registry=registry,
         ),
