@@ -82,7 +82,7 @@ def serving(app: Any) -> Iterator[str]:
 
 
 def png_is_a_picture(path: Path) -> None:
-    import matplotlib.image  # noqa: PLC0415 - dev dependency, only here
+    import matplotlib.image
 
     pixels = matplotlib.image.imread(str(path))
     assert pixels.shape[0] >= 1000 and pixels.shape[1] >= 800
@@ -96,7 +96,7 @@ def test_console_check_sees_csp_violations_and_errors(tmp_path: Path) -> None:
     )
 
     class Bad(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
             self.end_headers()

@@ -118,7 +118,7 @@ def fhir_server(startup_timeout: float = 60.0) -> Iterator[FhirServer]:
         },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,  # noqa: PLW1509
+        preexec_fn=_die_with_parent,
     )
     try:
         assert proc.stdout is not None
@@ -148,10 +148,10 @@ def fhir_server(startup_timeout: float = 60.0) -> Iterator[FhirServer]:
 class _Handler(BaseHTTPRequestHandler):
     server: _MisbehavingHTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.server.hits += 1
         self.server.authorizations.append(self.headers.get("Authorization", ""))
         mode = self.server.mode
