@@ -159,6 +159,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     if settings.api_keys_file is not None:
         require_api_keys(app, settings.api_keys_file)
     register_blueprints(app, deps)
+    # Whoever embeds the app (tests) can close what it holds open: the FHIR fetcher's pooled
+    # HTTP connections (deps.fhir_fetcher.close()).
+    app.extensions["ecmo"] = deps
     register_error_handlers(app)
 
     for status in registry.statuses:
