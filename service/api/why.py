@@ -86,7 +86,7 @@ def create_why_blueprint(deps: Deps) -> Blueprint:
         return Response(
             css,
             content_type="text/css; charset=utf-8",
-            headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+            headers={"X-Content-Type-Options": "nosniff"},
         )
 
     @bp.get("/why/<token>")
