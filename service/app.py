@@ -27,6 +27,8 @@ from service.core.fhir import ServiceMapping, load_mappings
 from service.core.registry import Registry
 from service.core.scoring import Scoring
 from service.core.units import UnitTable
+from service.explain_token import ExplainTokens
+from service.fhir_fetch import fetcher_from_settings
 from service.logs import configure_logging, log_fields
 from service.metrics_files import install_reserving_files
 from service.telemetry import UNMATCHED_ROUTE, create_metrics
@@ -93,6 +95,12 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     if settings.multiproc_dir is not None:
         install_reserving_files()  # a full metrics directory: ENOSPC, not SIGBUS (issue 19.3)
     metrics = create_metrics(CollectorRegistry(auto_describe=True))
+    fetcher = fetcher_from_settings(settings, metrics.observe_fhir_fetch)
+    tokens = (
+        ExplainTokens(settings.explain_keys, settings.explain_ttl_seconds)
+        if settings.explain_keys
+        else None
+    )
     deps = Deps(
         settings=settings,
         registry=registry,
@@ -100,6 +108,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         scoring=Scoring(UnitTable(settings.ffp_ml_per_unit)),
         cds_services=_cds_services(load_mappings(settings.fhir_mapping_dir), registry),
         cds_verifier=_cds_verifier(settings),
+        fhir_fetcher=fetcher,
+        explain_tokens=tokens,
     )
 
     app = ServiceFlask(__name__)
@@ -149,6 +159,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     if settings.api_keys_file is not None:
         require_api_keys(app, settings.api_keys_file)
     register_blueprints(app, deps)
+    # Whoever embeds the app (tests) can close what it holds open: the FHIR fetcher's pooled
+    # HTTP connections (deps.fhir_fetcher.close()).
+    app.extensions["ecmo"] = deps
     register_error_handlers(app)
 
     for status in registry.statuses:

@@ -6,6 +6,7 @@ prometheus_client itself reads it at import time.
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,22 @@ class Settings:
     """Per-model FHIR-to-feature mapping files; unset means the shipped defaults."""
     api_keys_file: Path | None = None
     """Keys internal callers must send on /v1 and /v2 (one a line); unset means no API keys."""
+    # CDS Hooks "FHIR Resource Access" (service/fhir_fetch.py)
+    fhir_server_allowlist: tuple[str, ...] = ()
+    """Base URLs of FHIR servers the service may query for absent prefetch keys; empty: never."""
+    fhir_allow_http: bool = False
+    """Allow http:// FHIR servers (tests, a sidecar on localhost); https only otherwise."""
+    fhir_timeout_seconds: float = 2.0
+    """Timeout of one HTTP request to a FHIR server (connect, each read)."""
+    fhir_deadline_seconds: float = 5.0
+    """All FHIR requests of one CDS call together; must stay below the worker timeout."""
+    fhir_max_pages: int = 5
+    """Most searchset pages (next links) read per prefetch key."""
+    # "Why this risk" page (service/api/why.py)
+    explain_keys: tuple[str, ...] = field(default=(), repr=False)
+    """Fernet keys for the page's tokens: the first encrypts, all decrypt (rotation). Secret."""
+    explain_ttl_seconds: int = 3600
+    """How long a card's page link works."""
 
 
 def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
@@ -103,6 +120,48 @@ def _host_port(key: str, raw: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{key}={raw!r} is not host:port")
     return host, int(port)
+
+
+def _float(env: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key}={raw!r} is not a number") from exc
+    if not low <= value <= high:
+        raise ConfigError(f"{key}={value:g} must be between {low:g} and {high:g}")
+    return value
+
+
+def _fhir_allowlist(env: Mapping[str, str], allow_http: bool) -> tuple[str, ...]:
+    urls = _list(env, "ECMO_FHIR_SERVER_ALLOWLIST")
+    for url in urls:
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest or "@" in rest.split("/")[0]:
+            raise ConfigError(f"ECMO_FHIR_SERVER_ALLOWLIST item {url!r} is not an http(s) base URL")
+        if scheme == "http" and not allow_http:
+            raise ConfigError(
+                f"ECMO_FHIR_SERVER_ALLOWLIST item {url!r} is http: set ECMO_FHIR_ALLOW_HTTP=true "
+                "(tests only) or use https"
+            )
+    return urls
+
+
+def _explain_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    keys = _list(env, "ECMO_EXPLAIN_KEYS")
+    for i, key in enumerate(keys):
+        try:
+            raw = base64.urlsafe_b64decode(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raw = b""
+        if len(raw) != 32:
+            # the value itself is a secret: name its position, never print it
+            raise ConfigError(
+                f"ECMO_EXPLAIN_KEYS item {i + 1} is not a Fernet key (32 url-safe base64 bytes)"
+            )
+    return keys
 
 
 def _path(env: Mapping[str, str], key: str) -> Path | None:
@@ -160,6 +219,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "ECMO_CDS_JWT_REQUIRED needs ECMO_PUBLIC_BASE_URL (the URL the EHR calls): the JWT "
             "audience is never taken from the request's Host header"
         )
+    fhir_allow_http = _bool(env, "ECMO_FHIR_ALLOW_HTTP", False)
+    timeout = _int(env, "ECMO_TIMEOUT", 30, 1, 3600)
+    fhir_deadline = _float(env, "ECMO_FHIR_DEADLINE_SECONDS", 5.0, 0.1, 60.0)
+    if fhir_deadline >= timeout:
+        raise ConfigError(
+            f"ECMO_FHIR_DEADLINE_SECONDS={fhir_deadline:g} must be below ECMO_TIMEOUT={timeout} "
+            "(the worker would be killed while it waits for the FHIR server)"
+        )
     return Settings(
         model_dir=Path(env.get("ECMO_MODEL_DIR") or REPO_MODELS_DIR),
         default_versions=pins,
@@ -171,7 +238,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         bind=bind,
         workers=_int(env, "ECMO_WORKERS", 2, 1, 64),
         threads=_int(env, "ECMO_THREADS", 1, 1, 64),
-        timeout=_int(env, "ECMO_TIMEOUT", 30, 1, 3600),
+        timeout=timeout,
         graceful_timeout=_int(env, "ECMO_GRACEFUL_TIMEOUT", 30, 1, 3600),
         keepalive=_int(env, "ECMO_KEEPALIVE", 5, 0, 3600),
         max_requests=_int(env, "ECMO_MAX_REQUESTS", 0, 0, 10_000_000),
@@ -187,4 +254,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cds_clock_skew_seconds=_int(env, "ECMO_CDS_CLOCK_SKEW_SECONDS", 60, 0, 600),
         fhir_mapping_dir=_path(env, "ECMO_FHIR_MAPPING_DIR"),
         api_keys_file=_path(env, "ECMO_API_KEYS_FILE"),
+        fhir_server_allowlist=_fhir_allowlist(env, fhir_allow_http),
+        fhir_allow_http=fhir_allow_http,
+        fhir_timeout_seconds=_float(env, "ECMO_FHIR_TIMEOUT_SECONDS", 2.0, 0.05, 30.0),
+        fhir_deadline_seconds=fhir_deadline,
+        fhir_max_pages=_int(env, "ECMO_FHIR_MAX_PAGES", 5, 1, 100),
+        explain_keys=_explain_keys(env),
+        explain_ttl_seconds=_int(env, "ECMO_EXPLAIN_TTL_SECONDS", 3600, 60, 7 * 24 * 3600),
     )

@@ -94,3 +94,17 @@ class Unauthorized(ServiceError):
 
     code = "unauthorized"
     title = "Unauthorized"
+
+
+class ExplanationNotFound(ServiceError):
+    """A "why this risk" token that no configured key opens (tampered, foreign or rotated out)."""
+
+    code = "explanation_not_found"
+    title = "Explanation not found"
+
+
+class ExplanationExpired(ServiceError):
+    """A genuine "why this risk" token older than ECMO_EXPLAIN_TTL_SECONDS."""
+
+    code = "explanation_expired"
+    title = "Explanation expired"

@@ -69,6 +69,9 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
+    # httpx/httpcore log each request's URL at INFO/DEBUG: FHIR search URLs carry patient ids.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     root = logging.getLogger(ROOT_LOGGER)
     root.setLevel(level)
     if not any(getattr(h, "_ecmo", False) for h in root.handlers):

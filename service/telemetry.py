@@ -142,6 +142,8 @@ class Metrics:
     inputs: FeatureHistogram
     input_reference: Gauge
     probability_reference: Gauge
+    fhir_fetch: Counter
+    fhir_fetch_latency: Histogram
     _info_pid: int = field(default=0)
     # labels() validates and looks up its arguments on every call; the labelled children for a
     # (model, version, band) are the same objects every time, and a batch observes 1,000 of them.
@@ -265,6 +267,12 @@ class Metrics:
             return
         for j in range(x.shape[1]):
             _observe_many(self._input_child(model, j), x[:, j])
+
+    @never_fails
+    def observe_fhir_fetch(self, outcome: str, seconds: float) -> None:
+        """One attempt to fetch a prefetch key from an EHR's FHIR server (fhir_fetch.FETCH_OUTCOMES)."""
+        self.fhir_fetch.labels(outcome=outcome).inc()
+        self.fhir_fetch_latency.labels(outcome=outcome).observe(seconds)
 
     @never_fails
     def mark_models(self, statuses: Sequence[ModelStatus]) -> None:
@@ -395,6 +403,23 @@ def create_metrics(registry: CollectorRegistry) -> Metrics:
             "ecmo_cds_feedback",
             "CDS Hooks card feedback received, by service id and outcome.",
             ["service", "outcome"],
+            registry=registry,
+        ),
+        fhir_fetch=Counter(
+            "ecmo_fhir_fetch",
+            "Prefetch keys the service tried to fetch from an EHR's FHIR server, by outcome "
+            "(ok, not_allowed, timeout, deadline, unreachable, unauthorized, forbidden, "
+            "client_error, server_error, not_fhir, too_large).",
+            ["outcome"],
+            registry=registry,
+        ),
+        fhir_fetch_latency=Histogram(
+            "ecmo_fhir_fetch_duration_seconds",
+            "Time spent fetching one prefetch key from an EHR's FHIR server (all its pages), by "
+            "outcome. (Labelled, so that no value file is opened at import: in multiprocess mode "
+            "an unlabelled metric writes to PROMETHEUS_MULTIPROC_DIR as soon as it is created.)",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS + (5.0, 10.0),
             registry=registry,
         ),
     )

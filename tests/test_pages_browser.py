@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.browser import open_page
+from tests.chromium import open_page
 from tests.contract.spec import METHODS
 from tests.server import REPO, gunicorn
 

@@ -16,6 +16,7 @@ from service.api.oip import create_oip_blueprint
 from service.api.pages import create_pages_blueprint
 from service.api.v1.models import create_models_blueprint
 from service.api.v1.predict import create_predict_blueprint
+from service.api.why import create_why_blueprint
 
 BLUEPRINT_FACTORIES: tuple[Callable[[Deps], Blueprint], ...] = (
     create_health_blueprint,
@@ -25,6 +26,7 @@ BLUEPRINT_FACTORIES: tuple[Callable[[Deps], Blueprint], ...] = (
     create_cds_blueprint,
     create_oip_blueprint,
     create_pages_blueprint,
+    create_why_blueprint,
 )
 
 

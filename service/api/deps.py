@@ -10,6 +10,8 @@ from service.config import Settings
 from service.core.fhir import ServiceMapping
 from service.core.registry import Registry
 from service.core.scoring import Scoring
+from service.explain_token import ExplainTokens
+from service.fhir_fetch import FhirFetcher
 from service.telemetry import Metrics
 
 
@@ -24,3 +26,7 @@ class Deps:
     """CDS Hooks services by id: the mapping files whose model the registry knows."""
     cds_verifier: CdsTokenVerifier | None
     """None when CDS Hooks JWT verification is off (ECMO_CDS_JWT_REQUIRED=false)."""
+    fhir_fetcher: FhirFetcher | None = None
+    """Fetches absent CDS prefetch keys from allow-listed FHIR servers; None when none is."""
+    explain_tokens: ExplainTokens | None = None
+    """Seals and opens the "why this risk" page tokens; None without ECMO_EXPLAIN_KEYS."""

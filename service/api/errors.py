@@ -18,6 +18,8 @@ from werkzeug.exceptions import HTTPException
 
 from service.errors import (
     ArtifactRejected,
+    ExplanationExpired,
+    ExplanationNotFound,
     FieldError,
     InvalidClinicalData,
     InvalidInput,
@@ -44,6 +46,8 @@ ERROR_STATUS: dict[type[ServiceError], int] = {
     Unauthorized: 401,
     UnknownCdsService: 404,
     MissingClinicalData: 412,
+    ExplanationNotFound: 404,
+    ExplanationExpired: 410,
 }
 
 

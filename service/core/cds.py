@@ -152,16 +152,30 @@ def detail(a: Assessment) -> str:
         lines += [f"- {w.message}" for w in p.warnings]
     lines += [
         "",
-        f"Model {p.model.name} {p.model.version}; inputs were read only from the data the EHR "
-        "prefetched (this service does not query FHIR servers).",
+        f"Model {p.model.name} {p.model.version}; inputs were read from the data the EHR "
+        "prefetched or, for what it did not prefetch, from its FHIR server.",
     ]
     return "\n".join(lines)
 
 
+def source_paths(a: Assessment) -> list[str]:
+    """Prefetch paths (prefetch.<key>.entry[i].resource) of every resource an input came from."""
+    return [s.path for item in a.extraction.extracted.values() for s in item.sources]
+
+
 def cards(
-    a: Assessment, card_url: str, new_uuid: Callable[[], str] | None = None
+    a: Assessment,
+    card_url: str,
+    new_uuid: Callable[[], str] | None = None,
+    risk_assessment: dict[str, Any] | None = None,
+    explain_url: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One card per prediction; card_url is the model card (GET /v1/models/{name}/card)."""
+    """One card per prediction; card_url is the model card (GET /v1/models/{name}/card).
+
+    risk_assessment, when given, is offered as a suggestion with one `create` action (CDS Hooks
+    2.0 "Suggestion"/"Action"), so the EHR can store the prediction; explain_url, when given, is
+    the card's `absolute` link to the "why this risk" page.
+    """
     p = a.prediction
     make_uuid = new_uuid or (lambda: str(uuid.uuid4()))
     ext: dict[str, Any] = {
@@ -188,4 +202,27 @@ def cards(
         ],
         "extension": {EXTENSION_KEY: ext},
     }
+    if risk_assessment is not None:
+        card["suggestions"] = [
+            {
+                "label": "Record this risk assessment in the chart",
+                "uuid": make_uuid(),
+                "actions": [
+                    {
+                        "type": "create",
+                        "description": f"Create a RiskAssessment ({p.model.name} model "
+                        f"{p.model.version}, probability {p.probability:.3f}, {p.band.name} band)",
+                        "resource": risk_assessment,
+                    }
+                ],
+            }
+        ]
+    if explain_url is not None:
+        card["links"] = [
+            {
+                "label": "Why this risk: factors, inputs and model facts",
+                "url": explain_url,
+                "type": "absolute",
+            }
+        ]
     return [card]

@@ -48,6 +48,15 @@ def tampered_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     return create_app(shipped_settings(root))
 
 
+EXPLAIN_KEY = "x4Qm1m0Yk9o0xv0y0mXWmE3E3cJtqj7V4e3wqj0bK2c="
+"""A fixed Fernet key for the "why this risk" examples (tests only)."""
+
+
+@pytest.fixture(scope="session")
+def explain_app() -> Flask:
+    return create_app(dataclasses.replace(shipped_settings(), explain_keys=(EXPLAIN_KEY,)))
+
+
 @pytest.fixture(scope="session")
 def secured_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     key = ec.generate_private_key(ec.SECP384R1()).public_key()

@@ -46,6 +46,8 @@ def build(path: str, method: str, how: dict[str, Any]) -> dict[str, Any]:
     for key, value in (how.get("params") or {}).items():
         url = url.replace("{" + key + "}", value)
     kwargs: dict[str, Any] = {"path": url, "method": method, "query_string": how.get("query")}
+    if "headers" in how:
+        kwargs["headers"] = how["headers"]
     ctype = how.get("content-type", "application/json")
     if "body" in how and how["body"] in request_examples(path, method):
         body = request_examples(path, method)[how["body"]]
@@ -119,6 +121,7 @@ def test_response_example_is_what_the_app_answers(
     shipped_app: Flask,
     tampered_app: Flask,
     secured_app: Flask,
+    explain_app: Flask,
     path: str,
     method: str,
     status: int,
@@ -133,9 +136,11 @@ def test_response_example_is_what_the_app_answers(
     ).get("schema", {})
     assert not schema_errors(example["value"], schema), schema_errors(example["value"], schema)
 
-    apps = {"tampered": tampered_app, "secured": secured_app}
+    apps = {"tampered": tampered_app, "secured": secured_app, "explain": explain_app}
     app = apps.get(how.get("app", ""), shipped_app)
     with app.test_client() as client:
+        if (how.get("params") or {}).get("token") == "$why-token":
+            how = {**how, "params": {"token": why_token(client)}}
         response = client.open(**build(path, method, how))
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == mimetype
@@ -154,6 +159,19 @@ def test_response_example_is_what_the_app_answers(
         assert body.startswith(expected)
     else:
         assert mode == "schema", mode
+
+
+def why_token(client: Any) -> str:
+    """A fresh "why this risk" token: the link of the card for the documented weaning example."""
+    cds = "/cds-services/{service_id}"
+    how = {
+        "params": {"service_id": "ecmo-weaning-risk"},
+        "body": "patient_view_weaning",
+        "fresh-times": True,
+        "example-now": "2026-11-23T10:00:00Z",
+    }
+    card = client.open(**build(cds, "POST", how)).get_json()["cards"][0]
+    return str(card["links"][0]["url"]).rsplit("/why/", 1)[1]
 
 
 def test_every_request_example_is_sent_by_some_response_example() -> None:

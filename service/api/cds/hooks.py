@@ -8,8 +8,13 @@
 Services come from the FHIR mapping files, which create_app loads (core.fhir.load_mappings) and
 offers only when their model is in the registry. Failures are never `cards: []`: missing data is
 412, a bad resource or request 400, an unknown service 404, a refused token 401, an unready model
-503, all in the service's one problem+json shape. This service never calls the EHR's FHIR server, even when
-the request carries fhirServer and fhirAuthorization (the access token is neither used nor logged).
+503, all in the service's one problem+json shape.
+
+A prefetch key the request leaves out (absent, not null) is fetched from the request's fhirServer
+with its fhirAuthorization token when that server is on ECMO_FHIR_SERVER_ALLOWLIST
+(service/fhir_fetch.py); when the fetch fails the answer is 412 naming each key and why (CDS Hooks
+2.0: 412 when the service cannot obtain the data "either through a prefetch request or directly
+calling the FHIR server"). The access token is used only in that Authorization header, never logged.
 """
 
 from __future__ import annotations
@@ -24,9 +29,18 @@ from service.api.body import read_json
 from service.api.cds.schemas import CDS_REQUEST, FEEDBACK, load
 from service.api.deps import Deps
 from service.api.responses import json_response
-from service.core.cds import assess, cards
+from service.api.v1.predict import model_ref, prediction_body
+from service.core.cds import assess, cards, source_paths
+from service.core.explanation import explanation_payload
 from service.core.fhir import ServiceMapping
-from service.errors import FieldError, MalformedRequest, UnknownCdsService
+from service.core.riskassessment import (
+    ENCOUNTER_REFERENCE,
+    basis_references,
+    is_subject_reference,
+    risk_assessment,
+)
+from service.errors import FieldError, MalformedRequest, MissingClinicalData, UnknownCdsService
+from service.fhir_fetch import FetchFailed
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -48,12 +62,36 @@ def discovery_entry(m: ServiceMapping) -> dict[str, Any]:
     }
 
 
+def fetch_failures(
+    service: ServiceMapping, failures: dict[str, FetchFailed]
+) -> MissingClinicalData:
+    """412 naming each prefetch key that could not be fetched, the inputs it feeds, and why."""
+    errors = []
+    for key, failure in failures.items():
+        labels = ", ".join(f.label for f in service.features if f.prefetch == key) or key
+        errors.append(
+            FieldError(
+                f"prefetch.{key}",
+                f"{labels}: not prefetched, and the FHIR search {failure.message}",
+                f"fhir_{failure.outcome}",
+                service.prefetch[key],
+            )
+        )
+    reasons = sorted({f.outcome for f in failures.values()})
+    return MissingClinicalData(
+        f"required clinical data missing: {len(failures)} prefetch key(s) absent and not fetched "
+        f"from the FHIR server ({', '.join(reasons)})",
+        errors,
+    )
+
+
 def create_cds_blueprint(
     deps: Deps,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Blueprint:
     settings, registry, metrics = deps.settings, deps.registry, deps.metrics
     services, verifier = deps.cds_services, deps.cds_verifier
+    fetcher = deps.fhir_fetcher
 
     bp = Blueprint("cds_hooks", __name__)
 
@@ -115,11 +153,52 @@ def create_cds_blueprint(
                 [FieldError("hook", f"got {data['hook']!r}", "hook", service.hook)],
             )
         model = registry.get(service.model)
-        assessment = assess(service, model, data.get("prefetch"), clock(), deps.scoring)
+        prefetch = data.get("prefetch")
+        if fetcher is not None:
+            filled = fetcher.fill(
+                service.prefetch,
+                prefetch,
+                data.get("fhirServer"),
+                data.get("fhirAuthorization"),
+                data["context"],
+            )
+            if filled.failures:
+                raise fetch_failures(service, filled.failures)
+            prefetch = filled.prefetch
+        now = clock()
+        assessment = assess(service, model, prefetch, now, deps.scoring)
         p = assessment.prediction
         metrics.observe_patient(p)
         card_url = f"{base_url()}/v1/models/{model.name}/card?version={model.version}"
-        return json_response({"cards": cards(assessment, card_url)})
+        context = data["context"]
+        subject, encounter = f"Patient/{context['patientId']}", context.get("encounterId")
+        resource = None
+        if is_subject_reference(subject):  # else no valid FHIR subject: no suggestion
+            resource = risk_assessment(
+                prediction_body(p),
+                model_ref(model),
+                model.kind.name,
+                subject,
+                now,
+                encounter=(
+                    f"Encounter/{encounter}"
+                    if encounter and ENCOUNTER_REFERENCE.match(f"Encounter/{encounter}")
+                    else None
+                ),
+                basis=basis_references(prefetch or {}, source_paths(assessment)),
+                identifier=str(data["hookInstance"]),
+            )
+        explain_url = None
+        if deps.explain_tokens is not None:
+            payload = explanation_payload(assessment, prefetch or {}, now)
+            explain_url = f"{base_url()}/why/{deps.explain_tokens.seal(payload)}"
+        return json_response(
+            {
+                "cards": cards(
+                    assessment, card_url, risk_assessment=resource, explain_url=explain_url
+                )
+            }
+        )
 
     @bp.post("/cds-services/<service_id>/feedback", provide_automatic_options=False)
     def feedback(service_id: str) -> Response:

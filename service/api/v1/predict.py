@@ -5,17 +5,18 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Request, Response, g, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.api.body import read_json, requested_version
 from service.api.deps import Deps
 from service.api.errors import flatten_errors, with_field_error
-from service.api.responses import json_response
+from service.api.responses import FHIR_JSON, json_response
 from service.api.v1.fastload import fast_load
 from service.api.v1.schemas import REFERENCES, batch_schema, patient_schema
 from service.core.columns import ColumnScores
@@ -23,6 +24,12 @@ from service.core.kinds.base import ModelKind
 from service.core.manifest import RiskBand
 from service.core.predictor import Prediction
 from service.core.registry import LoadedModel
+from service.core.riskassessment import (
+    ENCOUNTER_REFERENCE,
+    collection,
+    is_subject_reference,
+    risk_assessment,
+)
 from service.errors import FieldError, InvalidInput
 
 _INDEX = re.compile(r"\.\d+(?=\.|$)")
@@ -140,8 +147,53 @@ def _band(band: RiskBand) -> dict[str, Any]:
     }
 
 
+def wants_fhir(req: Request) -> bool:
+    """Accept: application/fhir+json (preferred over application/json) selects a RiskAssessment."""
+    if "fhir" not in req.headers.get("Accept", ""):
+        return False
+    best = req.accept_mimetypes.best_match(["application/json", FHIR_JSON])
+    return best == FHIR_JSON
+
+
+def fhir_references(patient: Mapping[str, Any], prefix: str) -> tuple[str, str | None]:
+    """(subject, encounter) for a RiskAssessment; raises InvalidInput when they are not FHIR
+    references (R4 requires RiskAssessment.subject)."""
+    errors = []
+    subject = patient.get("patient_reference")
+    if not isinstance(subject, str) or not is_subject_reference(subject):
+        errors.append(
+            FieldError(
+                f"{prefix}patient_reference",
+                "a FHIR answer (Accept: application/fhir+json) needs the patient as a FHIR "
+                "reference (RiskAssessment.subject is required)",
+                "fhir_reference",
+                "Patient/<id> or Group/<id>",
+            )
+        )
+    encounter = patient.get("encounter_reference")
+    if encounter is not None and not ENCOUNTER_REFERENCE.match(encounter):
+        errors.append(
+            FieldError(
+                f"{prefix}encounter_reference",
+                "a FHIR answer needs the encounter as a FHIR reference",
+                "fhir_reference",
+                "Encounter/<id>",
+            )
+        )
+    if errors:
+        raise InvalidInput(f"{len(errors)} reference(s) cannot be used in a FHIR answer", errors)
+    assert isinstance(subject, str)
+    return subject, encounter
+
+
 def model_ref(model: LoadedModel) -> dict[str, str]:
     return {"name": model.name, "version": model.version, "sha256": model.sha256}
+
+
+def vary(response: Response) -> Response:
+    """The answer depends on Accept (JSON or FHIR): caches must key on it."""
+    response.headers.add("Vary", "Accept")
+    return response
 
 
 def create_predict_blueprint(deps: Deps) -> Blueprint:
@@ -188,6 +240,9 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
         ctx.model = name
         model = registry.get(name, requested_version(req))
         data = load(model.kind, name, read_json(req), batch=False)
+        fhir = wants_fhir(req)
+        if fhir:
+            subject, encounter = fhir_references(data, "")
         try:
             p = score(model, data["inputs"], "inputs")
         except InvalidInput as exc:
@@ -195,10 +250,21 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
             raise
         metrics.observe_patient(p)
         body = {"request_id": ctx.request_id, "model": model_ref(model), **prediction_body(p)}
+        if fhir:
+            resource = risk_assessment(
+                body,
+                body["model"],
+                model.kind.name,
+                subject,
+                datetime.now(UTC),
+                encounter=encounter,
+                identifier=ctx.request_id,
+            )
+            return vary(json_response(resource, content_type=FHIR_JSON))
         for key in REFERENCES:
             if key in data:
                 body[key] = data[key]
-        return json_response(body)
+        return vary(json_response(body))
 
     @bp.post("/v1/models/<name>/predict/batch")
     def predict_batch(name: str) -> Response:
@@ -220,6 +286,19 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
             )
         data = load(model.kind, name, payload, batch=True)
         patients = data["patients"]
+        fhir = wants_fhir(request)
+        references: list[tuple[str, str | None]] = []
+        if fhir:
+            ref_errors: list[FieldError] = []
+            for i, patient in enumerate(patients):
+                try:
+                    references.append(fhir_references(patient, f"patients.{i}."))
+                except InvalidInput as exc:
+                    ref_errors.extend(exc.errors)
+            if ref_errors:
+                raise InvalidInput(
+                    f"{len(ref_errors)} reference(s) cannot be used in a FHIR answer", ref_errors
+                )
         # Columns first, then each remaining patient (core.scoring).
         batch = scoring.patients(model, [p["inputs"] for p in patients])
         results: list[dict[str, Any] | None] = (
@@ -237,12 +316,30 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
             )
         bodies = [item for item in results if item is not None]
         metrics.observe_batch(model, batch)
+        ref = model_ref(model)
+        if fhir:
+            now = datetime.now(UTC)
+            resources = [
+                risk_assessment(
+                    item,
+                    ref,
+                    model.kind.name,
+                    subject,
+                    now,
+                    encounter=encounter,
+                    identifier=f"{g.request_id}/{i}",
+                )
+                for i, (item, (subject, encounter)) in enumerate(
+                    zip(bodies, references, strict=True)
+                )
+            ]
+            return vary(json_response(collection(resources, now), content_type=FHIR_JSON))
         for patient, item in zip(patients, bodies, strict=True):
             for key in REFERENCES:
                 if key in patient:
                     item[key] = patient[key]
-        return json_response(
-            {"request_id": g.request_id, "model": model_ref(model), "predictions": bodies}
+        return vary(
+            json_response({"request_id": g.request_id, "model": ref, "predictions": bodies})
         )
 
     return bp
