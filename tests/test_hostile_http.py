@@ -218,15 +218,12 @@ def test_a_number_beyond_float_range_is_422_naming_the_element(
     assert (field, "finite") in answer.paths()
 
 
-@pytest.mark.parametrize("depth", [2, 3, 10, 500, 960])
+@pytest.mark.parametrize("depth", [3, 4, 10, 500, 960])
 def test_oip_data_nested_deeper_than_its_shape_is_422(server: Server, depth: int) -> None:
-    data: Any = 40
-    for _ in range(depth):
-        data = [data]
-    answer = post(server.port, OIP, json.dumps(oip(vis_0h=data, shape=[1, 1])).encode())
+    nested = "[" * depth + "40" + "]" * depth  # as text: json.dumps would recurse too deep
+    answer = post(server.port, OIP, with_fragment(oip(vis_0h=MARK, shape=[1, 1]), nested))
     assert_problem(answer, 422)
-    assert answer.paths()[0][1] == "shape"
-    assert answer.paths()[0][0].startswith("inputs.1.data")
+    assert answer.paths() == [("inputs.1.data.0", "shape")]
 
 
 @pytest.mark.parametrize("data", [[[40]], [40]], ids=["nested-as-shape", "flat"])
@@ -285,7 +282,7 @@ def test_identity_content_coding_is_accepted(server: Server) -> None:
 
 
 def test_headers_too_large_is_431_in_the_problem_shape(server: Server) -> None:
-    headers = "".join(f"X-Filler-{i}: {'a' * 8000}\r\n" for i in range(16))
+    headers = f"X-Filler: {'a' * 10_000}\r\n"  # over gunicorn's limit_request_field_size
     answer = exchange(
         server.port, f"GET /health/live HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode()
     )

@@ -95,6 +95,12 @@ def with_field_error(exc: HTTPExceptionT, error: FieldError) -> HTTPExceptionT:
     return exc
 
 
+def with_headers(exc: HTTPExceptionT, headers: dict[str, str]) -> HTTPExceptionT:
+    """A werkzeug HTTPException whose answer carries these headers (e.g. 415's Accept-Encoding)."""
+    exc.extra_headers = headers  # type: ignore[attr-defined]
+    return exc
+
+
 def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
@@ -107,7 +113,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        headers = {}
+        headers = dict(getattr(exc, "extra_headers", {}))
         if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         errors: list[FieldError] = getattr(exc, "field_errors", [])

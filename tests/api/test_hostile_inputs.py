@@ -131,7 +131,7 @@ SHAPE: list[Case] = [
         "weaning",
         raw(W_OK.replace('"apache_ii": 22', '"apache_ii": 1' + "0" * 400)),
         422,
-        {("inputs.apache_ii", "type")},
+        {("inputs.apache_ii", "finite")},
     ),
     Case(
         "10**400 as a value",

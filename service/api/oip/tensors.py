@@ -107,14 +107,18 @@ class InferenceRequestSchema(_Strict):
 INFERENCE_REQUEST = InferenceRequestSchema()
 
 
-def _flatten(data: list[Any]) -> list[Any]:
-    flat: list[Any] = []
-    for item in data:
-        if isinstance(item, list):
-            flat.extend(_flatten(item))
-        else:
-            flat.append(item)
-    return flat
+def _column(data: list[Any]) -> list[Any] | int:
+    """The values of an [n, 1] tensor, whose data may come flat (row-major, as the protocol
+    writes it) or nested exactly as the shape: n rows of one value each. Anything else (a row
+    of two values, a value nested deeper) is the index of the first row that breaks the shape."""
+    if not any(type(row) is list for row in data):
+        return data
+    values = []
+    for i, row in enumerate(data):
+        if type(row) is not list or len(row) != 1 or type(row[0]) is list:
+            return i
+        values.append(row[0])
+    return values
 
 
 def _bad_elements(data: list[Any], datatype: str) -> list[int]:
@@ -210,8 +214,19 @@ def tensors_to_columns(
         if not isinstance(t["data"], list):
             errors.append(FieldError(f"{where}.data", "not a JSON array", "type", "a JSON array"))
             continue
-        # [n, 1] arrives nested; a [n] tensor with a nested element fails the element check.
-        data = _flatten(t["data"]) if len(shape) == 2 else t["data"]
+        # [n, 1] arrives flat or nested as its shape; a [n] tensor with a nested element fails
+        # the element check.
+        data = _column(t["data"]) if len(shape) == 2 else t["data"]
+        if isinstance(data, int):
+            errors.append(
+                FieldError(
+                    f"{where}.data.{data}",
+                    f"nesting does not match shape {shape}: each row is one value, [x]",
+                    "shape",
+                    "flat values, or rows of exactly one value",
+                )
+            )
+            continue
         if len(data) != shape[0]:
             errors.append(
                 FieldError(
