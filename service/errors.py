@@ -20,6 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+MAX_LISTED_ERRORS = 100
+"""An error answer lists at most this many FieldErrors and says how many more there were
+(`errors_omitted`): a body of unknown keys must not come back several times its size."""
+
 
 @dataclass(frozen=True)
 class FieldError:
