@@ -43,10 +43,11 @@ class ServiceError(Exception):
     code = "service_error"
     title = "Service error"
 
-    def __init__(self, detail: str, errors: Sequence[FieldError] = ()) -> None:
+    def __init__(self, detail: str, errors: Sequence[FieldError] = (), omitted: int = 0) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = list(errors)
+        self.omitted = omitted  # errors found (and counted) but not in `errors`
 
 
 class MalformedRequest(ServiceError):

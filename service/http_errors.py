@@ -19,12 +19,13 @@ parse error the connection's framing is unknown.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
-from service.logs import AccessLog
+from service.logs import log_fields
 
-access_log = AccessLog("ecmo.access")
+access_log = logging.getLogger("ecmo.access")
 MAX_DETAIL = 200
 
 
@@ -59,7 +60,8 @@ def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
     from gunicorn import util
 
     request_id = os.urandom(16).hex()
-    access_log.info(
+    log_fields(
+        access_log,
         "request",
         {"request_id": request_id, "route": "<http>", "status": status_int},
     )

@@ -122,8 +122,8 @@ class Metrics:
         total.inc(math.fsum(probabilities))
 
     @never_fails
-    def observe_validation_error(self, model: str, field: str) -> None:
-        self.validation_errors.labels(model=model, field=field).inc()
+    def observe_validation_error(self, model: str, field: str, count: int = 1) -> None:
+        self.validation_errors.labels(model=model, field=field).inc(count)
 
     @never_fails
     def observe_feedback(self, service: str, outcome: str) -> None:

@@ -2,6 +2,11 @@
 
     {"type", "title", "status", "detail", "code", "errors": [{"path", "message", "rule", "allowed"?}], "request_id"}
 
+`errors` lists at most MAX_LISTED_ERRORS entries; when there were more, `errors_omitted` says how
+many were left out. A path longer than MAX_PATH characters (an unknown key is echoed in its path),
+or a message or allowed longer than MAX_TEXT (some quote a value sent), is cut there and ends with
+"…". So no body can make its own error answer much larger than a few hundred kB.
+
 Domain exceptions map to a status in ERROR_STATUS; werkzeug's HTTPExceptions (404, 405, 413, 415, ...)
 keep their own status; anything else is a 500 whose traceback goes to the log, never to the client.
 """
@@ -16,7 +21,9 @@ from typing import Any, TypeVar
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
+from service.api.strict import OMITTED
 from service.errors import (
+    MAX_LISTED_ERRORS,
     ArtifactRejected,
     FieldError,
     InvalidClinicalData,
@@ -33,6 +40,13 @@ from service.errors import (
 PROBLEM_JSON = "application/problem+json"
 HTTPExceptionT = TypeVar("HTTPExceptionT", bound=HTTPException)
 log = logging.getLogger("ecmo.errors")
+MAX_PATH = 256
+MAX_TEXT = 2048
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 ERROR_STATUS: dict[type[ServiceError], int] = {
     MalformedRequest: 400,
@@ -61,8 +75,11 @@ def problem(
     detail: str,
     errors: Sequence[FieldError] = (),
     headers: dict[str, str] | None = None,
+    omitted: int = 0,
     **extra: Any,
 ) -> Response:
+    omitted += max(len(errors) - MAX_LISTED_ERRORS, 0)
+    errors = errors[:MAX_LISTED_ERRORS]
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title,
@@ -71,7 +88,7 @@ def problem(
         "code": code,
         "errors": [
             {
-                k: v
+                k: _clip(v, MAX_PATH if k == "path" else MAX_TEXT)
                 for k, v in (
                     ("path", e.path),
                     ("message", e.message),
@@ -84,6 +101,8 @@ def problem(
         ],
         "request_id": g.get("request_id", ""),
     }
+    if omitted:
+        body["errors_omitted"] = omitted
     body.update(extra)
     return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON, headers=headers)
 
@@ -108,7 +127,9 @@ def _snake(name: str) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
-        return problem(status_for(exc), exc.code, exc.title, exc.detail, exc.errors)
+        return problem(
+            status_for(exc), exc.code, exc.title, exc.detail, exc.errors, omitted=exc.omitted
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -163,24 +184,33 @@ def _rule(message: str) -> tuple[str, str | None]:
     return "invalid", None
 
 
-def flatten_errors(messages: Any, prefix: str = "") -> list[FieldError]:
-    """marshmallow's nested error dict -> FieldErrors with dotted paths."""
+def flatten_errors(messages: Any) -> tuple[list[FieldError], int]:
+    """marshmallow's nested error dict -> FieldErrors with dotted paths, and the number of errors
+    counted but not listed (service.api.strict's OMITTED entries)."""
     out: list[FieldError] = []
+    omitted = [0]
+    _flatten(messages, "", out, omitted)
+    return out, omitted[0]
+
+
+def _flatten(messages: Any, prefix: str, out: list[FieldError], omitted: list[int]) -> None:
     if isinstance(messages, dict):
         for key, value in messages.items():
+            if key is OMITTED:
+                omitted[0] += value
+                continue
             if key == "_schema":
                 path = prefix
             else:
                 path = f"{prefix}.{key}" if prefix else str(key)
-            out.extend(flatten_errors(value, path))
+            _flatten(value, path, out, omitted)
     elif isinstance(messages, list):
         for item in messages:
             if isinstance(item, dict | list):
-                out.extend(flatten_errors(item, prefix))
+                _flatten(item, prefix, out, omitted)
             else:
                 rule, allowed = _rule(str(item))
                 out.append(FieldError(prefix, str(item), rule, allowed))
     else:
         rule, allowed = _rule(str(messages))
         out.append(FieldError(prefix, str(messages), rule, allowed))
-    return out

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import fields, validate
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.api.errors import with_field_error
+from service.api.strict import BoundedList, StrictSchema
 from service.core.kinds.base import InputField, ModelKind
 from service.errors import FieldError, InvalidInput
 
@@ -72,9 +73,10 @@ OUTPUTS = {
 }
 
 
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE
+_Strict = StrictSchema
+# No model takes more inputs than this, and there are fewer outputs: a longer list is refused
+# before its items are validated.
+MAX_TENSORS = 16
 
 
 class TensorSchema(_Strict):
@@ -98,10 +100,13 @@ class RequestedOutputSchema(_Strict):
 class InferenceRequestSchema(_Strict):
     id = fields.String(validate=validate.Length(max=256))
     parameters = fields.Dict(keys=fields.String(), values=fields.Raw())
-    inputs = fields.List(
-        fields.Nested(TensorSchema), required=True, validate=validate.Length(min=1)
+    inputs = BoundedList(
+        fields.Nested(TensorSchema),
+        max_items=MAX_TENSORS,
+        required=True,
+        validate=validate.Length(min=1),
     )
-    outputs = fields.List(fields.Nested(RequestedOutputSchema))
+    outputs = BoundedList(fields.Nested(RequestedOutputSchema), max_items=MAX_TENSORS)
 
 
 INFERENCE_REQUEST = InferenceRequestSchema()
