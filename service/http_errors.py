@@ -50,6 +50,9 @@ def problem_bytes(status: int, reason: str, message: str, request_id: str) -> by
         "Content-Type: application/problem+json\r\n"
         f"Content-Length: {len(body)}\r\n"
         f"X-Request-ID: {request_id}\r\n"
+        # what service/api/security.py adds to every answer of the app
+        "X-Content-Type-Options: nosniff\r\n"
+        "Cache-Control: no-store\r\n"
         "\r\n"
     )
     return head.encode("latin-1") + body

@@ -22,6 +22,7 @@ def test_the_answer_is_problem_json_with_the_status_and_a_request_id() -> None:
     assert head[0] == "HTTP/1.1 431 Request Header Fields Too Large"
     assert "Content-Type: application/problem+json" in head
     assert "Connection: close" in head and "X-Request-ID: abc" in head
+    assert "X-Content-Type-Options: nosniff" in head and "Cache-Control: no-store" in head
     assert body["status"] == 431 and body["code"] == "http_431" and body["request_id"] == "abc"
     assert body["errors"] == [{"path": "", "message": "too big", "rule": "http"}]
 
