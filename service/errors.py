@@ -20,6 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+MAX_LISTED_ERRORS = 100
+"""An error answer lists at most this many FieldErrors and says how many more there were
+(`errors_omitted`): a body of unknown keys must not come back several times its size."""
+
 
 @dataclass(frozen=True)
 class FieldError:
@@ -39,10 +43,11 @@ class ServiceError(Exception):
     code = "service_error"
     title = "Service error"
 
-    def __init__(self, detail: str, errors: Sequence[FieldError] = ()) -> None:
+    def __init__(self, detail: str, errors: Sequence[FieldError] = (), omitted: int = 0) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = list(errors)
+        self.omitted = omitted  # errors found (and counted) but not in `errors`
 
 
 class MalformedRequest(ServiceError):

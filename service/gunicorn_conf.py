@@ -201,6 +201,14 @@ def post_fork(server: Any, worker: Any) -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
+def post_worker_init(worker: Any) -> None:
+    """gunicorn's own error answers (414, 431, 400 on a broken request line, ...) in the
+    service's problem+json shape instead of HTML (service/http_errors.py)."""
+    from service.http_errors import install
+
+    install()
+
+
 def worker_exit(server: Any, worker: Any) -> None:
     """In the worker, as it exits through Python (not when a signal kills it)."""
     ops: Ops | None = getattr(server, "ecmo", None)

@@ -204,8 +204,8 @@ class Metrics:
         _observe_many(histogram, np.asarray(probabilities, dtype=np.float64))
 
     @never_fails
-    def observe_validation_error(self, model: str, field: str) -> None:
-        self.validation_errors.labels(model=model, field=field).inc()
+    def observe_validation_error(self, model: str, field: str, count: int = 1) -> None:
+        self.validation_errors.labels(model=model, field=field).inc(count)
 
     @never_fails
     def observe_feedback(self, service: str, outcome: str) -> None:
@@ -419,7 +419,7 @@ def create_metrics(registry: CollectorRegistry) -> Metrics:
             "outcome. (Labelled, so that no value file is opened at import: in multiprocess mode "
             "an unlabelled metric writes to PROMETHEUS_MULTIPROC_DIR as soon as it is created.)",
             ["outcome"],
-            buckets=LATENCY_BUCKETS + (5.0, 10.0),
+            buckets=LATENCY_BUCKETS,
             registry=registry,
         ),
     )

@@ -2,6 +2,11 @@
 
     {"type", "title", "status", "detail", "code", "errors": [{"path", "message", "rule", "allowed"?}], "request_id"}
 
+`errors` lists at most MAX_LISTED_ERRORS entries; when there were more, `errors_omitted` says how
+many were left out. A path longer than MAX_PATH characters (an unknown key is echoed in its path),
+or a message or allowed longer than MAX_TEXT (some quote a value sent), is cut there and ends with
+"…". So no body can make its own error answer much larger than a few hundred kB.
+
 Domain exceptions map to a status in ERROR_STATUS; werkzeug's HTTPExceptions (404, 405, 413, 415, ...)
 keep their own status; anything else is a 500 whose traceback goes to the log, never to the client.
 """
@@ -16,7 +21,9 @@ from typing import Any, TypeVar
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
+from service.api.strict import OMITTED
 from service.errors import (
+    MAX_LISTED_ERRORS,
     ArtifactRejected,
     ExplanationExpired,
     ExplanationNotFound,
@@ -35,6 +42,13 @@ from service.errors import (
 PROBLEM_JSON = "application/problem+json"
 HTTPExceptionT = TypeVar("HTTPExceptionT", bound=HTTPException)
 log = logging.getLogger("ecmo.errors")
+MAX_PATH = 256
+MAX_TEXT = 2048
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 ERROR_STATUS: dict[type[ServiceError], int] = {
     MalformedRequest: 400,
@@ -65,8 +79,11 @@ def problem(
     detail: str,
     errors: Sequence[FieldError] = (),
     headers: dict[str, str] | None = None,
+    omitted: int = 0,
     **extra: Any,
 ) -> Response:
+    omitted += max(len(errors) - MAX_LISTED_ERRORS, 0)
+    errors = errors[:MAX_LISTED_ERRORS]
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title,
@@ -75,7 +92,7 @@ def problem(
         "code": code,
         "errors": [
             {
-                k: v
+                k: _clip(v, MAX_PATH if k == "path" else MAX_TEXT)
                 for k, v in (
                     ("path", e.path),
                     ("message", e.message),
@@ -88,6 +105,8 @@ def problem(
         ],
         "request_id": g.get("request_id", ""),
     }
+    if omitted:
+        body["errors_omitted"] = omitted
     body.update(extra)
     return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON, headers=headers)
 
@@ -99,6 +118,12 @@ def with_field_error(exc: HTTPExceptionT, error: FieldError) -> HTTPExceptionT:
     return exc
 
 
+def with_headers(exc: HTTPExceptionT, headers: dict[str, str]) -> HTTPExceptionT:
+    """A werkzeug HTTPException whose answer carries these headers (e.g. 415's Accept-Encoding)."""
+    exc.extra_headers = headers  # type: ignore[attr-defined]
+    return exc
+
+
 def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
@@ -106,12 +131,14 @@ def _snake(name: str) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
-        return problem(status_for(exc), exc.code, exc.title, exc.detail, exc.errors)
+        return problem(
+            status_for(exc), exc.code, exc.title, exc.detail, exc.errors, omitted=exc.omitted
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        headers = {}
+        headers = dict(getattr(exc, "extra_headers", {}))
         if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         errors: list[FieldError] = getattr(exc, "field_errors", [])
@@ -161,24 +188,33 @@ def _rule(message: str) -> tuple[str, str | None]:
     return "invalid", None
 
 
-def flatten_errors(messages: Any, prefix: str = "") -> list[FieldError]:
-    """marshmallow's nested error dict -> FieldErrors with dotted paths."""
+def flatten_errors(messages: Any) -> tuple[list[FieldError], int]:
+    """marshmallow's nested error dict -> FieldErrors with dotted paths, and the number of errors
+    counted but not listed (service.api.strict's OMITTED entries)."""
     out: list[FieldError] = []
+    omitted = [0]
+    _flatten(messages, "", out, omitted)
+    return out, omitted[0]
+
+
+def _flatten(messages: Any, prefix: str, out: list[FieldError], omitted: list[int]) -> None:
     if isinstance(messages, dict):
         for key, value in messages.items():
+            if key is OMITTED:
+                omitted[0] += value
+                continue
             if key == "_schema":
                 path = prefix
             else:
                 path = f"{prefix}.{key}" if prefix else str(key)
-            out.extend(flatten_errors(value, path))
+            _flatten(value, path, out, omitted)
     elif isinstance(messages, list):
         for item in messages:
             if isinstance(item, dict | list):
-                out.extend(flatten_errors(item, prefix))
+                _flatten(item, prefix, out, omitted)
             else:
                 rule, allowed = _rule(str(item))
                 out.append(FieldError(prefix, str(item), rule, allowed))
     else:
         rule, allowed = _rule(str(messages))
         out.append(FieldError(prefix, str(messages), rule, allowed))
-    return out

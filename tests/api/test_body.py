@@ -8,7 +8,7 @@ import pytest
 from flask import Flask, request
 
 from service.api.body import _strict_loads, read_json
-from service.errors import MalformedRequest
+from service.errors import ServiceError
 
 BODIES = [
     b'{"inputs": {"apache_ii": 22}}',
@@ -43,8 +43,8 @@ BODIES = [
 def outcome(call: Any) -> tuple[str, Any]:
     try:
         return "value", call()
-    except MalformedRequest as exc:
-        return "error", [(e.path, e.message, e.rule) for e in exc.errors]
+    except ServiceError as exc:
+        return "error", [(type(exc).__name__, e.path, e.message, e.rule) for e in exc.errors]
 
 
 @pytest.mark.parametrize("raw", BODIES, ids=lambda b: b[:40].decode("utf-8", "replace"))
@@ -60,7 +60,7 @@ def test_the_fast_parse_answers_as_the_strict_parse(raw: bytes) -> None:
 
 def test_duplicate_keys_are_refused_even_where_a_string_holds_colons() -> None:
     kind, errors = outcome(lambda: _strict_loads(b'{"ref": "urn:a:b", "ref": "c", "x": 1}'))
-    assert kind == "error" and errors[0][2] == "duplicate_key"
+    assert kind == "error" and errors[0][3] == "duplicate_key"
 
 
 def test_a_plain_body_does_not_need_the_strict_parse(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,7 +94,7 @@ def test_a_trailing_comma_is_named_the_same_on_every_python(raw: bytes, message:
     column = comma - (raw.rfind(b"\n", 0, comma) + 1) + 1
     assert outcome(lambda: _strict_loads(raw)) == (
         "error",
-        [("", f"{message} at line {line} column {column}", "json_syntax")],
+        [("MalformedRequest", "", f"{message} at line {line} column {column}", "json_syntax")],
     )
 
 

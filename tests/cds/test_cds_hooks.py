@@ -500,8 +500,6 @@ HOSTILE_PREFETCH: list[Any] = [
     {"resourceType": "Bundle", "type": "searchset", "entry": {"resource": {}}},
     {"resourceType": "Bundle", "type": "searchset", "entry": [1, {"resource": []}]},
     {"resourceType": "Bundle", "type": "searchset", "link": "next", "entry": []},
-    bundle(observation(LOINC, "2524-7", 10**400, "mmol/L")),
-    bundle(observation(LOINC, "2524-7", None, valueInteger=10**400)),
     bundle(observation(LOINC, "2524-7", 2.0, "mmol/L", status=["final"])),
     bundle(observation(LOINC, "2524-7", 2.0, "mmol/L", effectiveDateTime=20261123)),
     bundle(
@@ -533,6 +531,24 @@ def test_hostile_prefetch_values_are_4xx_never_5xx(client: FlaskClient, value: A
     r = call(client, WEANING, cds_request(prefetch))
     assert r.status_code in (400, 412), r.get_json()
     assert r.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("resource", "element"),
+    [
+        (observation(LOINC, "2524-7", 10**400, "mmol/L"), "valueQuantity.value"),
+        (observation(LOINC, "2524-7", None, valueInteger=-(10**400)), "valueInteger"),
+    ],
+)
+def test_a_number_beyond_double_range_is_422_at_its_element_as_on_every_protocol(
+    client: FlaskClient, resource: dict[str, Any], element: str
+) -> None:
+    """Refused while the body is read (service/api/body.py), before any FHIR mapping."""
+    prefetch = fhir.weaning_prefetch()
+    prefetch["lactate"] = bundle(resource)
+    r = call(client, WEANING, cds_request(prefetch))
+    assert r.status_code == 422, r.get_json()
+    assert problem_paths(r) == [f"prefetch.lactate.entry.0.resource.{element}"]
 
 
 def test_rule_errors_point_at_the_fhir_element_they_came_from(client: FlaskClient) -> None:

@@ -63,6 +63,8 @@ def build(path: str, method: str, how: dict[str, Any]) -> dict[str, Any]:
         kwargs["data"] = json.dumps({"patients": [first] * how["raw-batch"]})
     if "data" in kwargs:
         kwargs["content_type"] = ctype
+    if "headers" in how:
+        kwargs["headers"] = how["headers"]
     return kwargs
 
 

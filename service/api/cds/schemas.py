@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from service.api.errors import flatten_errors
+from service.api.strict import BoundedList, StrictSchema
+from service.api.strict import load as strict_load
 from service.errors import MalformedRequest
 
 USER_REFERENCE = r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$"
 
 
-class PatientViewContext(Schema):
-    class Meta:
-        unknown = RAISE
-
+class PatientViewContext(StrictSchema):
     userId = fields.String(required=True, validate=validate.Regexp(USER_REFERENCE))
     patientId = fields.String(required=True, validate=validate.Length(min=1, max=64))
     encounterId = fields.String(validate=validate.Length(min=1, max=64))
@@ -43,34 +42,22 @@ class CdsRequest(Schema):
             raise ValidationError("required when fhirAuthorization is present", "fhirServer")
 
 
-class Coding(Schema):
-    class Meta:
-        unknown = RAISE
-
+class Coding(StrictSchema):
     system = fields.String()
     code = fields.String(required=True)
     display = fields.String()
 
 
-class OverrideReason(Schema):
-    class Meta:
-        unknown = RAISE
-
+class OverrideReason(StrictSchema):
     reason = fields.Nested(Coding)
     userComment = fields.String()
 
 
-class AcceptedSuggestion(Schema):
-    class Meta:
-        unknown = RAISE
-
+class AcceptedSuggestion(StrictSchema):
     id = fields.String(required=True)
 
 
-class FeedbackItem(Schema):
-    class Meta:
-        unknown = RAISE
-
+class FeedbackItem(StrictSchema):
     card = fields.String(required=True, validate=validate.Length(min=1, max=128))
     outcome = fields.String(required=True, validate=validate.OneOf(["accepted", "overridden"]))
     acceptedSuggestions = fields.List(fields.Nested(AcceptedSuggestion))
@@ -92,8 +79,11 @@ class FeedbackRequest(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    feedback = fields.List(
-        fields.Nested(FeedbackItem), required=True, validate=validate.Length(min=1, max=100)
+    feedback = BoundedList(
+        fields.Nested(FeedbackItem),
+        max_items=100,
+        required=True,
+        validate=validate.Length(min=1, max=100),
     )
 
 
@@ -103,10 +93,12 @@ FEEDBACK = FeedbackRequest()
 
 def load(schema: Schema, payload: Any) -> dict[str, Any]:
     try:
-        data: dict[str, Any] = schema.load(payload)
+        data: dict[str, Any] = strict_load(schema, payload)
     except ValidationError as exc:
-        errors = flatten_errors(exc.messages)
+        errors, omitted = flatten_errors(exc.messages)
         raise MalformedRequest(
-            f"{len(errors)} field(s) of the CDS Hooks request are not acceptable", errors
+            f"{len(errors) + omitted} field(s) of the CDS Hooks request are not acceptable",
+            errors,
+            omitted,
         ) from None
     return data

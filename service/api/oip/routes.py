@@ -33,6 +33,7 @@ from service.api.oip.tensors import (
     tensors_to_columns,
 )
 from service.api.responses import json_response
+from service.api.strict import load as strict_load
 from service.core.registry import LoadedModel
 from service.errors import FieldError, InvalidInput, ModelNotReady
 
@@ -118,10 +119,13 @@ def create_oip_blueprint(deps: Deps) -> Blueprint:
         g.model = name
         model = registry.get(name, model_version)
         try:
-            req: dict[str, Any] = INFERENCE_REQUEST.load(read_json(request, untyped_is_json=True))
+            req: dict[str, Any] = strict_load(
+                INFERENCE_REQUEST, read_json(request, untyped_is_json=True)
+            )
         except ValidationError as exc:
+            found, omitted = flatten_errors(exc.messages)
             raise InvalidInput(
-                "the inference request does not match the protocol", flatten_errors(exc.messages)
+                "the inference request does not match the protocol", found, omitted
             ) from None
         cols = tensors_to_columns(
             model.kind, req["inputs"], settings.max_batch, req.get("parameters")

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import fields, validate
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.api.errors import with_field_error
+from service.api.strict import BoundedList, StrictSchema
 from service.core.kinds.base import InputField, ModelKind
 from service.errors import FieldError, InvalidInput
 
@@ -72,9 +73,10 @@ OUTPUTS = {
 }
 
 
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE
+_Strict = StrictSchema
+# No model takes more inputs than this, and there are fewer outputs: a longer list is refused
+# before its items are validated.
+MAX_TENSORS = 16
 
 
 class TensorSchema(_Strict):
@@ -98,23 +100,30 @@ class RequestedOutputSchema(_Strict):
 class InferenceRequestSchema(_Strict):
     id = fields.String(validate=validate.Length(max=256))
     parameters = fields.Dict(keys=fields.String(), values=fields.Raw())
-    inputs = fields.List(
-        fields.Nested(TensorSchema), required=True, validate=validate.Length(min=1)
+    inputs = BoundedList(
+        fields.Nested(TensorSchema),
+        max_items=MAX_TENSORS,
+        required=True,
+        validate=validate.Length(min=1),
     )
-    outputs = fields.List(fields.Nested(RequestedOutputSchema))
+    outputs = BoundedList(fields.Nested(RequestedOutputSchema), max_items=MAX_TENSORS)
 
 
 INFERENCE_REQUEST = InferenceRequestSchema()
 
 
-def _flatten(data: list[Any]) -> list[Any]:
-    flat: list[Any] = []
-    for item in data:
-        if isinstance(item, list):
-            flat.extend(_flatten(item))
-        else:
-            flat.append(item)
-    return flat
+def _column(data: list[Any]) -> list[Any] | int:
+    """The values of an [n, 1] tensor, whose data may come flat (row-major, as the protocol
+    writes it) or nested exactly as the shape: n rows of one value each. Anything else (a row
+    of two values, a value nested deeper) is the index of the first row that breaks the shape."""
+    if not any(type(row) is list for row in data):
+        return data
+    values = []
+    for i, row in enumerate(data):
+        if type(row) is not list or len(row) != 1 or type(row[0]) is list:
+            return i
+        values.append(row[0])
+    return values
 
 
 def _bad_elements(data: list[Any], datatype: str) -> list[int]:
@@ -210,8 +219,19 @@ def tensors_to_columns(
         if not isinstance(t["data"], list):
             errors.append(FieldError(f"{where}.data", "not a JSON array", "type", "a JSON array"))
             continue
-        # [n, 1] arrives nested; a [n] tensor with a nested element fails the element check.
-        data = _flatten(t["data"]) if len(shape) == 2 else t["data"]
+        # [n, 1] arrives flat or nested as its shape; a [n] tensor with a nested element fails
+        # the element check.
+        data = _column(t["data"]) if len(shape) == 2 else t["data"]
+        if isinstance(data, int):
+            errors.append(
+                FieldError(
+                    f"{where}.data.{data}",
+                    f"nesting does not match shape {shape}: each row is one value, [x]",
+                    "shape",
+                    "flat values, or rows of exactly one value",
+                )
+            )
+            continue
         if len(data) != shape[0]:
             errors.append(
                 FieldError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from service.api.body import read_json, requested_version
 from service.api.deps import Deps
 from service.api.errors import flatten_errors, with_field_error
 from service.api.responses import FHIR_JSON, json_response
+from service.api.strict import load as strict_load
 from service.api.v1.fastload import fast_load
 from service.api.v1.schemas import REFERENCES, batch_schema, patient_schema
 from service.core.columns import ColumnScores
@@ -203,11 +205,16 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
     # Metric labels stay bounded: a model name the registry knows, else "<unknown>".
     served = frozenset(s.name for s in registry.statuses)
 
-    def count_rejections(name: str, errors: list[FieldError]) -> None:
+    def count_rejections(name: str, errors: list[FieldError], omitted: int = 0) -> None:
         known = name if name in served else "<unknown>"
-        for e in errors:
-            field = _INDEX.sub("", e.path) if e.rule != "unknown_field" else "<unknown>"
-            metrics.observe_validation_error(known, field or "<body>")
+        # Omitted errors are always unknown members (service.api.strict's budget).
+        fields = Counter({"<unknown>": omitted} if omitted else {})
+        fields.update(
+            (_INDEX.sub("", e.path) or "<body>") if e.rule != "unknown_field" else "<unknown>"
+            for e in errors
+        )
+        for field, n in fields.items():
+            metrics.observe_validation_error(known, field, n)
 
     def load(kind: ModelKind, name: str, payload: Any, batch: bool) -> dict[str, Any]:
         # A fully valid body takes the plain-check path; anything else goes to marshmallow,
@@ -217,12 +224,14 @@ def create_predict_blueprint(deps: Deps) -> Blueprint:
             return fast
         schema = batch_schema(kind) if batch else patient_schema(kind)
         try:
-            data: dict[str, Any] = schema.load(payload)
+            data: dict[str, Any] = strict_load(schema, payload)
         except ValidationError as exc:
-            errors = flatten_errors(exc.messages)
-            count_rejections(name, errors)
+            errors, omitted = flatten_errors(exc.messages)
+            count_rejections(name, errors, omitted)
             raise InvalidInput(
-                f"{len(errors)} field(s) do not match the request schema", errors
+                f"{len(errors) + omitted} field(s) do not match the request schema",
+                errors,
+                omitted,
             ) from None
         return data
 

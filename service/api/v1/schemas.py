@@ -11,8 +11,9 @@ import functools
 import math
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from service.api.strict import StrictSchema
 from service.core.kinds.base import InputField, ModelKind
 from service.core.kinds.weaning import NOREPINEPHRINE_SALTS
 
@@ -64,9 +65,7 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE
+_Strict = StrictSchema
 
 
 class QuantitySchema(_Strict):
