@@ -64,6 +64,11 @@ class Settings:
     """Allowlisted JWK Set URLs (a token's jku must be one of them)."""
     cds_allowed_issuers: tuple[str, ...] = ()
     cds_clock_skew_seconds: int = 60
+    cds_max_token_lifetime_seconds: int = 300
+    """Tokens whose exp - iat exceeds this are refused (CDS Hooks recommends 5 minutes)."""
+    cds_replay_dir: Path | None = None
+    """Directory shared by the workers of a pod for jti replay protection; default
+    <PROMETHEUS_MULTIPROC_DIR>/cds-jti; unset with no multiprocess dir: per process."""
     fhir_mapping_dir: Path | None = None
     """Per-model FHIR-to-feature mapping files; unset means the shipped defaults."""
     api_keys_file: Path | None = None
@@ -227,6 +232,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"ECMO_FHIR_DEADLINE_SECONDS={fhir_deadline:g} must be below ECMO_TIMEOUT={timeout} "
             "(the worker would be killed while it waits for the FHIR server)"
         )
+    multiproc = _path(env, "PROMETHEUS_MULTIPROC_DIR")
     return Settings(
         model_dir=Path(env.get("ECMO_MODEL_DIR") or REPO_MODELS_DIR),
         default_versions=pins,
@@ -234,7 +240,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "ECMO_MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
         ffp_ml_per_unit=ffp,
         log_level=log_level,
-        multiproc_dir=_path(env, "PROMETHEUS_MULTIPROC_DIR"),
+        multiproc_dir=multiproc,
         bind=bind,
         workers=_int(env, "ECMO_WORKERS", 2, 1, 64),
         threads=_int(env, "ECMO_THREADS", 1, 1, 64),
@@ -252,6 +258,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cds_jwks_urls=jwks_urls,
         cds_allowed_issuers=issuers,
         cds_clock_skew_seconds=_int(env, "ECMO_CDS_CLOCK_SKEW_SECONDS", 60, 0, 600),
+        cds_max_token_lifetime_seconds=_int(
+            env, "ECMO_CDS_MAX_TOKEN_LIFETIME_SECONDS", 300, 1, 3600
+        ),
+        cds_replay_dir=_path(env, "ECMO_CDS_REPLAY_DIR")
+        or (multiproc / "cds-jti" if multiproc else None),
         fhir_mapping_dir=_path(env, "ECMO_FHIR_MAPPING_DIR"),
         api_keys_file=_path(env, "ECMO_API_KEYS_FILE"),
         fhir_server_allowlist=_fhir_allowlist(env, fhir_allow_http),

@@ -26,10 +26,15 @@ from typing import Any
 # gunicorn executes this file by path, so the repository root may not be on sys.path yet.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+REPLAY_SUBDIR = "cds-jti"
+"""CDS JWT replay records (service/config.py's default ECMO_CDS_REPLAY_DIR): not metrics."""
+_OWN_MULTIPROC_DIR: str | None = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # prometheus_client reads this at import (service.ops and the app import it below), so it
-    # is set before those imports. An explicit value from the shell wins.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ecmo-prom-")
+    # is set before those imports. An explicit value from the shell wins. Unset, the directory
+    # is this instance's own: two instances on one host never share (or wipe) it.
+    _OWN_MULTIPROC_DIR = tempfile.mkdtemp(prefix="ecmo-prom-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_MULTIPROC_DIR
 
 from service.config import load_settings
 from service.front import Front, local_address, nginx_binary
@@ -108,6 +113,8 @@ def on_starting(server: Any) -> None:
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     if directory.exists():
         for child in directory.iterdir():
+            if child.name == REPLAY_SUBDIR:
+                continue  # tokens seen before a restart stay refused until they expire
             if child.is_dir():
                 shutil.rmtree(child)
             else:
@@ -155,6 +162,8 @@ def when_ready(server: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
+    if _OWN_MULTIPROC_DIR is not None:  # the metrics directory this instance made for itself
+        shutil.rmtree(_OWN_MULTIPROC_DIR, ignore_errors=True)
     ops: Ops | None = getattr(server, "ecmo", None)
     if ops is None:
         return

@@ -228,8 +228,32 @@ def test_an_unknown_kid_is_refused(sclient: FlaskClient) -> None:
     refused(post(sclient, token(kid="other")), "kid")
 
 
-def test_a_jku_outside_the_allowlist_is_refused(sclient: FlaskClient) -> None:
-    refused(post(sclient, token(headers={"jku": "https://evil.example.org/jwks"})), "jku")
+def test_a_jku_outside_the_allowlist_is_refused_and_not_fetched(
+    sclient: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(self: jwt.PyJWKClient) -> Any:
+        raise AssertionError(f"fetched {self.uri}")
+
+    monkeypatch.setattr(jwt.PyJWKClient, "fetch_data", never)
+    evil = {"jku": "https://evil.example.org/jwks"}
+    refused(post(sclient, token(key=OTHER_EC_KEY, kid="evil-1", headers=evil)), "jku")
+
+
+def test_a_configured_key_verifies_a_token_whatever_its_jku_says(
+    sclient: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CDS Hooks sandbox always sends a jku; a hospital that configured the key offline
+    (ECMO_CDS_JWKS_FILE) must not be refused for it, and nothing is fetched."""
+
+    def never(self: jwt.PyJWKClient) -> Any:
+        raise AssertionError(f"fetched {self.uri}")
+
+    monkeypatch.setattr(jwt.PyJWKClient, "fetch_data", never)
+    sandbox_jku = {"jku": "https://sandbox.cds-hooks.org/.well-known/jwks.json"}
+    r = post(sclient, token(headers=sandbox_jku))
+    assert r.status_code == 200, r.get_json()
+    # ... and the key is still the configured one: a token signed by another key is refused.
+    refused(post(sclient, token(key=OTHER_EC_KEY, headers=sandbox_jku)), "invalid_token")
 
 
 def test_an_allowlisted_jku_is_fetched_and_used(
@@ -312,8 +336,14 @@ def test_an_unreachable_jwks_url_is_refused_with_the_reason(
     refused(post(app.test_client(), token()), "jwks")
 
 
-def test_a_typ_other_than_jwt_is_refused(sclient: FlaskClient) -> None:
-    refused(post(sclient, token(headers={"typ": "at+jwt"})), "invalid_token")
+@pytest.mark.parametrize("typ", ["at+jwt", "JOSE", "JWS", None, ["JWT"]])
+def test_a_typ_other_than_jwt_is_refused(sclient: FlaskClient, typ: Any) -> None:
+    """CDS Hooks 2.0: typ is required, fixed value JWT (a missing typ passed before)."""
+    refused(post(sclient, token(headers={"typ": typ})), "typ")
+
+
+def test_typ_jwt_compares_case_insensitively(sclient: FlaskClient) -> None:
+    assert post(sclient, token(headers={"typ": "jwt"})).status_code == 200
 
 
 def test_an_unusable_jwks_file_stops_start_up(model_dir: Path, tmp_path: Path) -> None:
@@ -328,3 +358,33 @@ def test_an_unusable_jwks_file_stops_start_up(model_dir: Path, tmp_path: Path) -
     )
     with pytest.raises(ValueError, match="ECMO_CDS_JWKS_FILE"):
         create_app(settings)
+
+
+def test_a_token_living_longer_than_the_maximum_is_refused(sclient: FlaskClient) -> None:
+    now = int(time.time())
+    message = refused(post(sclient, token(iat=now, exp=now + 3600)), "lifetime")
+    assert "3600" in message and "300" in message
+    assert post(sclient, token(iat=now, exp=now + 300)).status_code == 200
+
+
+def test_the_replay_record_is_shared_through_its_directory(tmp_path: Path) -> None:
+    """Two verifiers (as two workers) on one directory: a token passes once in all."""
+    from service.api.cds.auth import SharedReplayCache
+
+    a, b = SharedReplayCache(tmp_path / "jti"), SharedReplayCache(tmp_path / "jti")
+    exp = time.time() + 300
+    assert a.first_use(ISSUER, "jti-1", exp)
+    assert not b.first_use(ISSUER, "jti-1", exp)
+    assert not a.first_use(ISSUER, "jti-1", exp)
+    assert b.first_use("https://other-ehr.example.org", "jti-1", exp)  # per issuer
+
+
+def test_an_expired_replay_record_is_swept(tmp_path: Path) -> None:
+    from service.api.cds.auth import SharedReplayCache
+
+    now = [1000.0]
+    cache = SharedReplayCache(tmp_path / "jti", clock=lambda: now[0])
+    assert cache.first_use(ISSUER, "old", 1100.0)
+    now[0] = 1200.0 + SharedReplayCache.SWEEP_SECONDS
+    assert cache.first_use(ISSUER, "new", now[0] + 300)
+    assert len(list((tmp_path / "jti").iterdir())) == 1

@@ -2,22 +2,29 @@
 
 Rules, all configured through Settings:
 - `Authorization: Bearer <JWS>`; header `alg` ES384 or RS384 only (`none`, HS*, and every other
-  algorithm are refused before any key is looked at); `kid` required; `typ`, when present, "JWT".
-- the signature is checked against the configured JWK Set: ECMO_CDS_JWKS_FILE, or a JWK Set URL.
-  A token's `jku` must be one of ECMO_CDS_JWKS_URLS exactly; it is fetched by PyJWT's PyJWKClient
-  and cached (keys for 5 minutes; an unknown kid triggers one refetch). Without `jku` the file's
-  keys are used, else the configured URLs'.
+  algorithm are refused before any key is looked at); `kid` required; `typ` required, "JWT".
+- the signature is checked with the key named by `kid`: first the keys of ECMO_CDS_JWKS_FILE,
+  whatever the token's `jku` says; else a JWK Set URL of ECMO_CDS_JWKS_URLS, fetched by PyJWT's
+  PyJWKClient and cached (keys for 5 minutes; an unknown kid triggers one refetch). A `jku` is
+  fetched only when it is one of ECMO_CDS_JWKS_URLS exactly.
 - `iss` must be in ECMO_CDS_ALLOWED_ISSUERS; `aud` must equal the URL called, built from the
   configured ECMO_PUBLIC_BASE_URL + path (required: never from the request's Host header, which
   the caller chooses); `exp`, `iat` and `jti` are
   required; `exp`/`iat` are checked with ECMO_CDS_CLOCK_SKEW_SECONDS of leeway.
-- a `jti` is accepted once per issuer until its token expires. The replay cache lives in the
-  process: with several gunicorn workers or pods a token could be replayed once per process.
+- `exp - iat` must not exceed ECMO_CDS_MAX_TOKEN_LIFETIME_SECONDS (default 300: the 5 minutes
+  CDS Hooks recommends), so a replay window is short.
+- a `jti` is accepted once per issuer until its token expires. The record is shared by every
+  worker of a pod (SharedReplayCache: one O_EXCL file per token in ECMO_CDS_REPLAY_DIR, by
+  default <PROMETHEUS_MULTIPROC_DIR>/cds-jti, the pod's emptyDir). It is not shared between pods:
+  a token captured in transit could be replayed once at each other pod within its lifetime.
+  Without either directory (one process) the record lives in the process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -43,7 +50,8 @@ def _refuse(reason: str, rule: str = "invalid_token") -> Unauthorized:
 
 
 class ReplayCache:
-    """(iss, jti) seen, kept until the token's exp (+ leeway). Thread-safe, per process."""
+    """(iss, jti) seen, kept until the token's exp (+ leeway). Thread-safe, per process only:
+    used when no shared directory is configured (one process, e.g. tests or ECMO_WORKERS=1)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._seen: dict[tuple[str, str], float] = {}
@@ -59,6 +67,60 @@ class ReplayCache:
                 return False
             self._seen[(issuer, jti)] = expires_at
             return True
+
+
+class SharedReplayCache:
+    """(iss, jti) seen, shared by every process that uses the same directory (the workers of a
+    pod: a subdirectory of the pod's PROMETHEUS_MULTIPROC_DIR emptyDir, or ECMO_CDS_REPLAY_DIR).
+
+    One file per token, created with O_CREAT | O_EXCL: the kernel lets exactly one process create
+    it, so a token is accepted once whichever worker sees it first. The file's name is a SHA-256
+    of (iss, jti) and its mtime is the token's expiry; expired files are removed (at most once a
+    minute per process). Nothing about the patient is stored.
+    """
+
+    SWEEP_SECONDS = 60.0
+
+    def __init__(self, directory: Path, clock: Callable[[], float] = time.time) -> None:
+        self.directory = directory
+        self._clock = clock
+        self._next_sweep = 0.0
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"CDS replay directory {directory}: {exc}") from exc
+
+    def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.SWEEP_SECONDS
+            self._sweep(now)
+        name = hashlib.sha256(f"{issuer}\0{jti}".encode()).hexdigest()
+        path = self.directory / name
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            except FileExistsError:
+                try:
+                    if path.stat().st_mtime >= now:
+                        return False
+                    path.unlink()  # an expired entry not swept yet: the jti is free again
+                except FileNotFoundError:
+                    pass
+                continue
+            os.close(fd)
+            os.utime(path, (expires_at, expires_at))
+            return True
+        return False
+
+    def _sweep(self, now: float) -> None:
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_file() and entry.stat().st_mtime < now:
+                        os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
 
 
 # The key type each accepted algorithm signs with (RFC 7518 section 3.1).
@@ -85,6 +147,8 @@ class CdsTokenVerifier:
         jwks_urls: Sequence[str] = (),
         clock_skew_seconds: int = 60,
         jwk_client: Callable[[str], PyJWKClient] | None = None,
+        max_lifetime_seconds: int = 300,
+        replay_dir: Path | None = None,
     ) -> None:
         if not issuers:
             raise ConfigError("CDS JWT verification needs ECMO_CDS_ALLOWED_ISSUERS")
@@ -109,7 +173,10 @@ class CdsTokenVerifier:
             )
         )
         self.clients: dict[str, PyJWKClient] = {url: make(url) for url in jwks_urls}
-        self.replays = ReplayCache()
+        self.max_lifetime = max_lifetime_seconds
+        self.replays: ReplayCache | SharedReplayCache = (
+            SharedReplayCache(replay_dir) if replay_dir is not None else ReplayCache()
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CdsTokenVerifier | None:
@@ -126,23 +193,31 @@ class CdsTokenVerifier:
             settings.cds_jwks_file,
             settings.cds_jwks_urls,
             settings.cds_clock_skew_seconds,
+            max_lifetime_seconds=settings.cds_max_token_lifetime_seconds,
+            replay_dir=settings.cds_replay_dir,
         )
 
     def _key(self, header: dict[str, Any]) -> PyJWK:
+        """The verification key, found by kid. A configured key (ECMO_CDS_JWKS_FILE) is used
+        whatever the token's jku says: the CDS Hooks sandbox, for one, always sends a jku, and
+        a jku is only a hint where the key may be published. A jku is fetched only when it is
+        one of the allowlisted URLs (ECMO_CDS_JWKS_URLS), never because a token names it."""
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise _refuse("the JWT header has no kid")
+        key = self.file_keys.get(kid)
+        if key is not None:
+            return key
         jku = header.get("jku")
         if jku is not None:
             client = self.clients.get(jku) if isinstance(jku, str) else None
             if client is None:
-                raise _refuse(f"jku {jku!r} is not an allowlisted JWK Set URL", "jku")
+                raise _refuse(
+                    f"no configured key has kid {kid!r}, and jku {jku!r} is not an allowlisted "
+                    "JWK Set URL",
+                    "jku",
+                )
             clients = [client]
-        elif self.file_keys:
-            key = self.file_keys.get(kid)
-            if key is None:
-                raise _refuse(f"no configured key has kid {kid!r}", "kid")
-            return key
         else:
             clients = list(self.clients.values())
         for c in clients:
@@ -152,7 +227,7 @@ class CdsTokenVerifier:
                 raise _refuse(f"the JWK Set could not be fetched: {exc}", "jwks") from None
             except jwt.PyJWKClientError:
                 continue
-        raise _refuse(f"no key with kid {kid!r} in the JWK Set", "kid")
+        raise _refuse(f"no configured key has kid {kid!r}", "kid")
 
     def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
         """Return the verified claims or raise Unauthorized with the reason."""
@@ -170,8 +245,11 @@ class CdsTokenVerifier:
                 f"algorithm {alg!r} is not accepted (only {', '.join(ALLOWED_ALGORITHMS)})", "alg"
             )
         typ = header.get("typ")
-        if typ is not None and str(typ).upper() != "JWT":
-            raise _refuse(f"typ {typ!r} is not JWT")
+        # CDS Hooks 2.0 "Trusting CDS Clients": typ is required, fixed value JWT (RFC 7515 section
+        # 4.1.9: media type names compare case-insensitively). An access token (at+jwt), a bare
+        # JOSE object or a missing typ is another kind of token and must not pass as this one.
+        if not isinstance(typ, str) or typ.upper() != "JWT":
+            raise _refuse(f"typ must be JWT, got {typ!r}", "typ")
         key = _for_algorithm(self._key(header), alg)
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -194,6 +272,13 @@ class CdsTokenVerifier:
             raise _refuse(f"{type(exc).__name__}: {exc}") from None
         if claims["iat"] > time.time() + self.skew:
             raise _refuse("the token is not valid yet (iat in the future)", "iat")
+        lifetime = claims["exp"] - claims["iat"]
+        if lifetime > self.max_lifetime:
+            raise _refuse(
+                f"the token's lifetime (exp - iat = {lifetime:g} s) exceeds "
+                f"{self.max_lifetime} s (ECMO_CDS_MAX_TOKEN_LIFETIME_SECONDS)",
+                "lifetime",
+            )
         if not isinstance(claims["iss"], str) or claims["iss"] not in self.issuers:
             raise _refuse(f"issuer {claims['iss']!r} is not allowlisted", "iss")
         jti = claims["jti"]
