@@ -37,6 +37,18 @@ EXTENSION_KEY = "ecmo-risk-service"
 """Card.extension member (CDS Hooks 2.0 "Extensions") with the exact probability and band."""
 
 
+REFERENCE_MODEL_NOTICE = (
+    "Reference model fitted on simulated data: not for clinical decisions (see the model card)."
+)
+"""Said on every card of a model whose manifest's training.source is "simulate"."""
+
+
+def is_reference_model(model: LoadedModel) -> bool:
+    """A model fitted on a simulated cohort (manifest training.source "simulate")."""
+    training = model.manifest.raw.get("training")
+    return isinstance(training, dict) and training.get("source") == "simulate"
+
+
 @dataclass(frozen=True)
 class Assessment:
     mapping: ServiceMapping
@@ -50,9 +62,11 @@ def assess(
     prefetch: dict[str, Any] | None,
     now: datetime,
     scoring: Scoring,
+    patient: str | None = None,
 ) -> Assessment:
-    """Prefetch -> inputs -> scoring.one. Value errors are reported at their FHIR paths."""
-    extraction = extract(mapping, prefetch, now, scoring.units)
+    """Prefetch -> inputs -> scoring.one. Value errors are reported at their FHIR paths.
+    patient (context.patientId): resources about another patient are ignored."""
+    extraction = extract(mapping, prefetch, now, scoring.units, patient)
     try:
         prediction = scoring.one(model, extraction.inputs)
     except InvalidInput as exc:
@@ -118,7 +132,8 @@ def detail(a: Assessment) -> str:
     p = a.prediction
     kind = p.model.kind
     specs = {f.name: f for f in kind.features}
-    lines = [
+    lines = [f"**{REFERENCE_MODEL_NOTICE}**", ""] if is_reference_model(p.model) else []
+    lines += [
         f"**{_pct(p.probability)}** predicted probability of {_outcome(kind)} "
         f"(probability {p.probability:.4f}; risk band **{p.band.name}**: {p.band.description}).",
         "",
@@ -147,9 +162,10 @@ def detail(a: Assessment) -> str:
             "range of the cohort the model was derived from, so it was scored at the edge of that "
             "range. Treat the estimate as an extrapolation, not as a measured risk.",
         ]
-    if p.warnings:
+    checks = [w.message for w in p.warnings] + list(a.extraction.notices)
+    if checks:
         lines += ["", "**Check before use:**", ""]
-        lines += [f"- {w.message}" for w in p.warnings]
+        lines += [f"- {text}" for text in checks]
     lines += [
         "",
         f"Model {p.model.name} {p.model.version}; inputs were read from the data the EHR "
@@ -161,6 +177,13 @@ def detail(a: Assessment) -> str:
 def source_paths(a: Assessment) -> list[str]:
     """Prefetch paths (prefetch.<key>.entry[i].resource) of every resource an input came from."""
     return [s.path for item in a.extraction.extracted.values() for s in item.sources]
+
+
+def source_label(model: LoadedModel) -> str:
+    label = f"{model.name} model {model.version}"
+    if is_reference_model(model):
+        label += " (reference model, not for clinical decisions)"
+    return label
 
 
 def cards(
@@ -195,7 +218,7 @@ def cards(
         "summary": summary(_outcome(p.model.kind), a.mapping.title, p.probability, p.band.name),
         "indicator": indicator,
         "detail": detail(a),
-        "source": {"label": f"{p.model.name} model {p.model.version}", "url": card_url},
+        "source": {"label": source_label(p.model), "url": card_url},
         "overrideReasons": [
             {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display}
             for code, display in OVERRIDE_REASONS

@@ -19,6 +19,7 @@ calling the FHIR server"). The access token is used only in that Authorization h
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +42,8 @@ from service.core.riskassessment import (
 )
 from service.errors import FieldError, MalformedRequest, MissingClinicalData, UnknownCdsService
 from service.fhir_fetch import FetchFailed
+
+log = logging.getLogger(__name__)
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -166,7 +169,11 @@ def create_cds_blueprint(
                 raise fetch_failures(service, filled.failures)
             prefetch = filled.prefetch
         now = clock()
-        assessment = assess(service, model, prefetch, now, deps.scoring)
+        assessment = assess(
+            service, model, prefetch, now, deps.scoring, patient=data["context"]["patientId"]
+        )
+        for notice in assessment.extraction.notices:  # counts only: no identifiers in logs
+            log.warning("CDS %s: %s", service.id, notice)
         p = assessment.prediction
         metrics.observe_patient(p)
         card_url = f"{base_url()}/v1/models/{model.name}/card?version={model.version}"

@@ -63,6 +63,8 @@ class FeedbackItem(StrictSchema):
     acceptedSuggestions = fields.List(fields.Nested(AcceptedSuggestion))
     overrideReason = fields.Nested(OverrideReason)
     outcomeTimestamp = fields.AwareDateTime(required=True)
+    extension = fields.Dict(keys=fields.String())
+    """CDS Hooks 2.0 "Extensions": reserved on every object; accepted and not read."""
 
     @validates_schema
     def _outcome_fields(self, data: dict[str, Any], **_: Any) -> None:

@@ -12,6 +12,7 @@ This service never queries a FHIR server: data absent from the prefetch is missi
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,8 @@ ACCEPTED_OBSERVATION_STATUS = ("final", "amended", "corrected")
 entered-in-error and unknown results are skipped."""
 REFUTED_CONDITION = ("refuted", "entered-in-error")
 """Condition.verificationStatus codes that mean the condition is not there."""
+_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+"""A literal reference to a Patient, relative or absolute (FHIR R4 references.html)."""
 FUTURE_TOLERANCE = timedelta(minutes=5)
 """An observation time later than now + this is not used (clock drift allowance)."""
 
@@ -69,6 +72,8 @@ class Extraction:
     inputs: dict[str, Any]
     """The JSON API's inputs mapping for core.inputs.resolve()."""
     extracted: dict[str, ExtractedInput]
+    notices: tuple[str, ...] = ()
+    """What was left out and the clinician should know (shown on the card; no identifiers)."""
 
     def locate(self, error: FieldError) -> FieldError:
         """Point an error raised by resolve() (path like lactate_24h.unit) at the FHIR element."""
@@ -107,8 +112,12 @@ class _Candidate:
 
 
 class _Extractor:
-    def __init__(self, mapping: ServiceMapping, now: datetime, units: UnitTable) -> None:
+    def __init__(
+        self, mapping: ServiceMapping, now: datetime, units: UnitTable, patient: str | None
+    ) -> None:
         self.mapping = mapping
+        self.patient = patient
+        self.other_patient = 0
         self.now = now.astimezone(UTC)
         self.units = units
         self.errors: list[FieldError] = []
@@ -206,8 +215,25 @@ class _Extractor:
                     )
                 )
                 continue
+            if not self.about_patient(resource):
+                self.other_patient += 1
+                continue
             out.append((f"{epath}.resource", resource))
         return out, complete
+
+    def about_patient(self, resource: Mapping[str, Any]) -> bool:
+        """False only when the resource names a Patient other than the hook's context.patientId
+        (a prefetch template or an EHR error can put another patient's data in a Bundle)."""
+        if self.patient is None:
+            return True
+        for key in ("subject", "patient"):
+            ref = resource.get(key)
+            reference = ref.get("reference") if isinstance(ref, dict) else None
+            if isinstance(reference, str):
+                m = _PATIENT_REFERENCE.search(reference)
+                if m is not None:
+                    return m.group(1) == self.patient
+        return True
 
     # ---- Observation
 
@@ -463,13 +489,16 @@ def extract(
     prefetch: Mapping[str, Any] | None,
     now: datetime,
     units: UnitTable = DEFAULT_UNITS,
+    patient: str | None = None,
 ) -> Extraction:
     """Map a CDS request's prefetch to the JSON API's inputs.
 
+    patient: the hook's context.patientId; resources whose subject names another Patient are
+    ignored (and counted in Extraction.notices).
     Raises InvalidClinicalData (every malformed element, with its path) before
     MissingClinicalData (every missing input, named), so one call reports all of a kind.
     """
-    ex = _Extractor(mapping, now, units)
+    ex = _Extractor(mapping, now, units, patient)
     inputs: dict[str, Any] = {}
     extracted: dict[str, ExtractedInput] = {}
     for fm in mapping.features:
@@ -495,4 +524,10 @@ def extract(
             "query FHIR servers; the CDS client must prefetch it",
             ex.missing,
         )
-    return Extraction(inputs, extracted)
+    notices = []
+    if ex.other_patient:
+        notices.append(
+            f"{ex.other_patient} prefetched resource(s) about another patient than this one were "
+            "ignored; check the CDS client's prefetch"
+        )
+    return Extraction(inputs, extracted, tuple(notices))
