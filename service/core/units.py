@@ -1,11 +1,13 @@
 """The unit table: canonical unit, accepted alternatives and their factors, per quantity.
 
 Everything here is a whitelist. A unit that is not listed is rejected, never guessed (a U vs mU
-mix-up in vasopressin is a 1000x error, multiplied by 10,000 in the VIS).
+mix-up in vasopressin is a 1000x error, multiplied by 10,000 in the VIS). Each listed unit is
+accepted in every valid UCUM spelling: the liter as l or L (liter_spellings).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -77,6 +79,32 @@ usual range (or outside the hard bounds) that another accepted unit would make u
 naming that unit. Rates are not checked: their usual range starts at 0, so every slip to a
 smaller unit looks usual."""
 
+# UCUM is case-sensitive, with one exception that matters here: the liter has two symbols, "l" and
+# "L" (UCUM 4.3, table 3 "liter": l and L, the same unit), so mmol/l, ml, 10*9/l and /ul are the
+# units listed above, spelt the other valid way. A UCUM library (ucumvert 0.3, which brings pint
+# and lark) would accept every convertible unit, which this whitelist must not do (U vs mU); the
+# one spelling rule it would add is this one, so it is written here once for every path (JSON API,
+# OIP, CDS: they all call UnitTable.rule).
+_LITER = re.compile(r"(?<![A-Za-z\[])([munpcd]?)L(?![A-Za-z\]])")
+"""A liter atom (with an optional prefix) not inside a bracketed or longer atom."""
+
+
+def liter_spellings(unit: str) -> set[str]:
+    """Every spelling of unit with each liter written l or L."""
+    parts = _LITER.split(unit)  # text, prefix, text, prefix, ... (each L dropped)
+    spellings = {parts[0]}
+    for i in range(1, len(parts), 2):
+        prefix, rest = parts[i], parts[i + 1]
+        spellings = {f"{s}{prefix}{liter}{rest}" for s in spellings for liter in ("L", "l")}
+    return spellings
+
+
+_LOOKUP: dict[str, dict[str, UnitRule]] = {
+    quantity: {spelling: rule for unit, rule in table.items() for spelling in liter_spellings(unit)}
+    for quantity, (_, table) in UNITS.items()
+}
+"""Accepted unit -> rule, with every UCUM spelling of the liter (what rule() looks up)."""
+
 FFP_UNIT_CODES = ("{unit}", "[iU]", "unit", "units")
 """FFP given in bags: accepted only when ECMO_FFP_ML_PER_UNIT is configured."""
 
@@ -98,7 +126,7 @@ class UnitTable:
         return units
 
     def rule(self, quantity: str, unit: str) -> UnitRule | None:
-        rule = UNITS[quantity][1].get(unit)
+        rule = _LOOKUP[quantity].get(unit)
         if (
             rule is None
             and quantity == "ffp_volume"
