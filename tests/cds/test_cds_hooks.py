@@ -182,13 +182,41 @@ def test_missing_prefetch_key_gives_412_naming_the_feature(client: FlaskClient) 
     assert problem_paths(r) == ["prefetch.lactate"]
 
 
-def test_null_prefetch_value_gives_412(client: FlaskClient) -> None:
+def test_null_prefetch_without_a_declared_meaning_gives_412_naming_the_feature(
+    client: FlaskClient,
+) -> None:
     prefetch = fhir.ich_prefetch()
-    prefetch["stroke"] = None
+    prefetch["platelets"] = None
     r = call(client, ICH, cds_request(prefetch))
     assert r.status_code == 412
-    assert problem_paths(r) == ["prefetch.stroke"]
-    assert "history of stroke" in r.get_json()["detail"]
+    assert problem_paths(r) == ["prefetch.platelets"]
+    assert "minimum platelet count" in r.get_json()["detail"]
+
+
+def test_null_prefetch_for_stroke_and_ffp_means_none_recorded_and_gives_a_card(
+    client: FlaskClient,
+) -> None:
+    """CDS Hooks 2.0: a client with no data for a prefetch key MUST send null. The shipped ich
+    mapping declares what that means for stroke (no history) and FFP (0 mL in the window)."""
+    prefetch = fhir.ich_prefetch()
+    prefetch["stroke"] = None
+    prefetch["ffp"] = None
+    r = call(client, ICH, cds_request(prefetch))
+    assert r.status_code == 200, r.get_json()
+    api = client.post(
+        "/v1/models/ich/predict",
+        json={
+            "inputs": {
+                **fhir.ICH_INPUTS,
+                "stroke_history": False,
+                "ffp_volume": {"value": 0, "unit": "mL"},
+            }
+        },
+    )
+    card = r.get_json()["cards"][0]
+    assert card["extension"]["ecmo-risk-service"]["probability"] == api.get_json()["probability"]
+    assert "prefetch 'stroke' was null (no data): no stroke Condition recorded" in card["detail"]
+    assert "prefetch 'ffp' was null (no data): no FFP administration" in card["detail"]
 
 
 def test_operation_outcome_in_place_of_a_bundle_gives_412_naming_the_feature(

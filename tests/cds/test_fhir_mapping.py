@@ -63,6 +63,9 @@ def test_shipped_mappings_name_the_issue_codes() -> None:
         (lambda d: d["features"][1]["codes"][0].pop("code"), "exactly one of code"),
         (lambda d: d.update(mapping_version=2), "mapping_version"),
         (lambda d: d["service"].update(hook="order-sign"), "patient-view"),
+        # a latest lactate has no meaning when nothing was recorded: null stays 412
+        (lambda d: d["features"][1].update(when_prefetch_null="none"), "when_prefetch_null"),
+        (lambda d: d["features"][1].update(when_prefetch_null=""), "when_prefetch_null"),
     ],
 )
 def test_a_bad_mapping_file_is_refused_naming_the_field(edit: Any, message: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -141,6 +141,8 @@ class _Extractor:
             )
             return None
         doc = prefetch[key]
+        if doc is None and fm.when_prefetch_null is not None:
+            return [], True  # no data in the EHR, and the mapping says what that means
         if doc is None:
             self.missing.append(
                 FieldError(
@@ -511,7 +513,11 @@ def extract(
         else:
             result = ex.conditions(fm, entries, complete)
         if result is not None:
-            inputs[fm.input], extracted[fm.input] = result
+            value, item = result
+            if (prefetch or {}).get(fm.prefetch, {}) is None and fm.when_prefetch_null:
+                note = f"prefetch {fm.prefetch!r} was null (no data): {fm.when_prefetch_null}"
+                item = replace(item, note=note)
+            inputs[fm.input], extracted[fm.input] = value, item
     if ex.errors:
         unique = list(dict.fromkeys(ex.errors))
         raise InvalidClinicalData(

@@ -69,6 +69,10 @@ class FeatureMapping:
     window_hours: float | None
     unitless_codes: tuple[str, ...] = ()
     when_none_in_window: dict[str, Any] | None = None
+    when_prefetch_null: str | None = None
+    """The clinical meaning of a null prefetch (CDS Hooks 2.0: a client with no data for a key
+    sends null): set only where absence has one (no stroke Condition -> no history; no FFP given
+    -> 0 mL). The null is then read as an empty, complete Bundle. Unset: a null gives 412."""
     quantity: str | None = None
     """Key into core.units.UNITS for quantity inputs."""
     unit: str = ""
@@ -210,6 +214,15 @@ def _parse_feature(
             raise MappingError(f"{w}when_none_in_window needs value and unit")
         if qty is None or DEFAULT_UNITS.rule(qty, fu) is None:
             raise MappingError(f"{w}when_none_in_window.unit {fu!r} is not a unit of {name}")
+    null_meaning = f.get("when_prefetch_null")
+    if null_meaning is not None:
+        if not isinstance(null_meaning, str) or not null_meaning:
+            raise MappingError(f"{w}when_prefetch_null must be a text saying what null means")
+        if value != "presence" and fallback is None:
+            raise MappingError(
+                f"{w}when_prefetch_null needs a meaning for no resource: a Condition input, or "
+                "when_none_in_window"
+            )
     return FeatureMapping(
         input=name,
         label=_req(f, "label", str, w),
@@ -221,6 +234,7 @@ def _parse_feature(
         window_hours=float(window) if window is not None else None,
         unitless_codes=tuple(unitless),
         when_none_in_window=dict(fallback) if fallback is not None else None,
+        when_prefetch_null=null_meaning,
         quantity=qty if value == "quantity" else None,
         unit=field.rule.unit if field.rule is not None else "",
     )
