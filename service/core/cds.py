@@ -106,7 +106,8 @@ def _observed(item: ExtractedInput) -> str:
         return item.note or "none recorded"
     if item.select == "any":
         names = ", ".join(s.display for s in item.sources[:3])
-        return f"Condition: {names}" + (" …" if len(item.sources) > 3 else "")
+        more = " …" if len(item.sources) > 3 else ""
+        return f"Condition: {names}{more}" + (f" ({item.note})" if item.note else "")
     if len(item.sources) == 1:
         s = item.sources[0]
         shown = f"{s.display}, " if s.unit else ""

@@ -66,6 +66,8 @@ def test_shipped_mappings_name_the_issue_codes() -> None:
         # a latest lactate has no meaning when nothing was recorded: null stays 412
         (lambda d: d["features"][1].update(when_prefetch_null="none"), "when_prefetch_null"),
         (lambda d: d["features"][1].update(when_prefetch_null=""), "when_prefetch_null"),
+        (lambda d: d["features"][1]["codes"].append({"value_set": "no-such-set"}), "no-such-set"),
+        (lambda d: d["features"][1]["codes"].append({"value_set": "../ich"}), "value set name"),
     ],
 )
 def test_a_bad_mapping_file_is_refused_naming_the_field(edit: Any, message: str) -> None:

@@ -34,8 +34,9 @@ UCUM = "http://unitsofmeasure.org"
 ACCEPTED_OBSERVATION_STATUS = ("final", "amended", "corrected")
 """Only these Observation.status values are used; preliminary, registered, cancelled,
 entered-in-error and unknown results are skipped."""
-REFUTED_CONDITION = ("refuted", "entered-in-error")
-"""Condition.verificationStatus codes that mean the condition is not there."""
+COUNTED_CONDITION = "confirmed"
+"""The one Condition.verificationStatus that counts: unconfirmed, provisional, differential,
+refuted, entered-in-error and a missing verificationStatus do not (the card says so)."""
 _PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 """A literal reference to a Patient, relative or absolute (FHIR R4 references.html)."""
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -448,6 +449,7 @@ class _Extractor:
         self, fm: FeatureMapping, entries: Sequence[tuple[str, dict[str, Any]]], complete: bool
     ) -> tuple[Any, ExtractedInput] | None:
         found: list[Source] = []
+        skipped = _Skipped()
         for path, res in entries:
             if res["resourceType"] != "Condition":
                 continue
@@ -455,7 +457,13 @@ class _Extractor:
             if display is None:
                 continue
             verification = [c for _, c, _ in codings(res.get("verificationStatus"))]
-            if any(v in REFUTED_CONDITION for v in verification):
+            if COUNTED_CONDITION not in verification:
+                status = next((v for v in verification if isinstance(v, str)), None)
+                skipped.add(
+                    f"with verificationStatus {status}"
+                    if status
+                    else "without a verificationStatus"
+                )
                 continue
             onset = None
             if "onsetDateTime" in res:
@@ -480,10 +488,29 @@ class _Extractor:
                 )
             )
             return None
-        note = None if found else "no matching Condition recorded"
+        counts = f"counted: confirmed Conditions coded {_describe_codes(fm)}"
+        if skipped.counts:
+            counts += f"; not counted: {skipped.describe()}"
+        note = counts if found else f"none recorded ({counts})"
         return bool(found), ExtractedInput(
             fm.input, fm.label, "any", False, tuple(found), fm.prefetch, note
         )
+
+
+def _describe_codes(fm: FeatureMapping) -> str:
+    """Short: the code systems with their prefixes, and each value set by name."""
+    by_system: dict[str, list[str]] = {}
+    sets: list[str] = []
+    for m in fm.codes:
+        if m.value_set is not None:
+            if m.value_set not in sets:
+                sets.append(m.value_set)
+            continue
+        name = m.system.rstrip("/").rsplit("/", 1)[-1]
+        by_system.setdefault(name, []).append(m.code or f"{m.code_prefix}*")
+    parts = [f"{s} {', '.join(dict.fromkeys(c))}" for s, c in by_system.items()]
+    parts += [f"SNOMED value set {s}" for s in sets]
+    return "; ".join(parts)
 
 
 def extract(

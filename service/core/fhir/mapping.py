@@ -10,6 +10,7 @@ MappingError naming the file and the field.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -43,6 +44,8 @@ class CodeMatch:
     system: str
     code: str | None = None
     code_prefix: str | None = None
+    value_set: str | None = None
+    """The shipped value set this code came from (for messages)."""
 
     def matches(self, system: Any, code: Any) -> bool:
         if system != self.system or not isinstance(code, str):
@@ -193,6 +196,11 @@ def _parse_feature(
         cw = f"{w}codes[{j}]."
         if not isinstance(c, dict):
             raise MappingError(f"{cw[:-1]} is not an object")
+        if "value_set" in c:
+            if set(c) != {"value_set"} or not isinstance(c["value_set"], str):
+                raise MappingError(f"{cw[:-1]} with value_set takes nothing else")
+            codes.extend(load_value_set(c["value_set"], cw))
+            continue
         system = _req(c, "system", str, cw)
         code, prefix = c.get("code"), c.get("code_prefix")
         if (code is None) == (prefix is None):
@@ -238,6 +246,31 @@ def _parse_feature(
         quantity=qty if value == "quantity" else None,
         unit=field.rule.unit if field.rule is not None else "",
     )
+
+
+def load_value_set(name: str, where: str = "") -> list[CodeMatch]:
+    """The codes of a shipped, expanded FHIR ValueSet (service/cds_mappings/valuesets/<name>.json):
+    expansion.contains, read once at start-up; no terminology server at run time."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", name):
+        raise MappingError(f"{where}value_set {name!r} is not a value set name")
+    entry = resources.files("service.cds_mappings") / "valuesets" / f"{name}.json"
+    try:
+        doc = json.loads(entry.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MappingError(f"{where}value_set {name!r}: {exc}") from exc
+    contains = doc.get("expansion", {}).get("contains") if isinstance(doc, dict) else None
+    if doc.get("resourceType") != "ValueSet" or not isinstance(contains, list) or not contains:
+        raise MappingError(f"{where}value_set {name!r} is not an expanded FHIR ValueSet")
+    out = []
+    for item in contains:
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("system"), str)
+            and isinstance(item.get("code"), str)
+        ):
+            raise MappingError(f"{where}value_set {name!r}: an entry lacks system or code")
+        out.append(CodeMatch(item["system"], item["code"], None, name))
+    return out
 
 
 def load_mappings(directory: Path | None = None) -> dict[str, ServiceMapping]:
