@@ -43,8 +43,9 @@ def test_shipped_mappings_name_the_issue_codes() -> None:
     }
     for code in ("2524-7", "32693-4", "2518-9", "2519-7", "59032-3"):
         assert ("lactate_24h", LOINC, code) in codes
-    for code in ("777-3", "26515-7", "49497-1"):
+    for code in ("777-3", "26515-7"):
         assert ("min_platelets", LOINC, code) in codes
+    assert ("min_platelets", LOINC, "49497-1") not in codes  # a smear estimate (issue 15)
     assert ("apache_ii", LOINC, "9264-3") in codes
     assert ("stroke_history", "http://snomed.info/sct", "230690007") in codes
     assert ("stroke_history", "http://hl7.org/fhir/sid/icd-10", "I63") in codes

@@ -364,7 +364,11 @@ class _Extractor:
             candidates.append(cand)
         window = f"within {fmt(fm.window_hours)} h" if fm.window_hours else ""
         codes = ", ".join(m.describe() for m in fm.codes)
-        if fm.select in ("min", "max", "sum") and not complete:
+        if (
+            fm.select in ("min", "max", "sum")
+            and not complete
+            and not self.covers_window(fm, entries)
+        ):
             self.missing.append(
                 FieldError(
                     f"prefetch.{fm.prefetch}",
@@ -425,6 +429,26 @@ class _Extractor:
         if fm.value == "integer" and src.value == int(src.value):
             return int(src.value), item
         return src.value, item
+
+    def covers_window(
+        self, fm: FeatureMapping, entries: Sequence[tuple[str, dict[str, Any]]]
+    ) -> bool:
+        """Whether the first page of a paginated searchset already holds the whole window: its
+        matching Observations are newest first (as _sort=-date asks; checked here, not trusted)
+        and the last one is older than the window, so every later page is older still."""
+        if fm.window_hours is None:
+            return False
+        times: list[datetime] = []
+        for path, res in entries:
+            if res["resourceType"] != "Observation" or matches(fm, res.get("code")) is None:
+                continue
+            _, when = effective_time(res, path, [])
+            if when is None:
+                return False  # an undated entry: the page's order cannot be checked
+            times.append(when)
+        start = self.now - timedelta(hours=fm.window_hours)
+        newest_first = all(a >= b for a, b in zip(times, times[1:], strict=False))
+        return bool(times) and newest_first and times[-1] < start
 
     def canonical(self, fm: FeatureMapping, source: Source) -> float | None:
         """Value in the canonical unit, with the same table as the JSON API; unknown unit -> error."""
