@@ -26,15 +26,12 @@ from typing import Any
 # gunicorn executes this file by path, so the repository root may not be on sys.path yet.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-REPLAY_SUBDIR = "cds-jti"
-"""CDS JWT replay records (service/config.py's default ECMO_CDS_REPLAY_DIR): not metrics."""
-_OWN_MULTIPROC_DIR: str | None = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # prometheus_client reads this at import (service.ops and the app import it below), so it
     # is set before those imports. An explicit value from the shell wins. Unset, the directory
-    # is this instance's own: two instances on one host never share (or wipe) it.
-    _OWN_MULTIPROC_DIR = tempfile.mkdtemp(prefix="ecmo-prom-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_MULTIPROC_DIR
+    # is this instance's own (ecmo-prom-*, removed at exit): two instances on one host never
+    # share or wipe each other's metrics.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ecmo-prom-")
 
 from service.config import load_settings
 from service.front import Front, local_address, nginx_binary
@@ -65,6 +62,9 @@ class JsonLogger(Logger):  # type: ignore[misc]
 
 
 logger_class = JsonLogger
+
+REPLAY_SUBDIR = "cds-jti"
+"""CDS JWT replay records (service/config.py's default ECMO_CDS_REPLAY_DIR): not metrics."""
 
 _settings = load_settings()
 _run_dir = Path(os.environ["ECMO_RUN_DIR"])
@@ -162,8 +162,9 @@ def when_ready(server: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    if _OWN_MULTIPROC_DIR is not None:  # the metrics directory this instance made for itself
-        shutil.rmtree(_OWN_MULTIPROC_DIR, ignore_errors=True)
+    metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    if metrics_dir.name.startswith("ecmo-prom-"):  # ours (not a directory given by the caller)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     ops: Ops | None = getattr(server, "ecmo", None)
     if ops is None:
         return

@@ -47,10 +47,10 @@ def test_two_instances_of_scripts_serve_do_not_share_or_wipe_metrics(tmp_path: P
             assert r.status_code == 200
             text_a = requests.get(f"{a.url}/metrics", timeout=10).text
             text_b = requests.get(f"{b.url}/metrics", timeout=10).text
-            dirs = [p for p in tmp.iterdir() if p.is_dir()]
+            dirs = list(tmp.glob("ecmo-prom-*"))
     # Starting B neither wiped A's counts nor added them to B's.
     assert total(text_a, "ecmo_predictions_total", model="ich") == 3
     assert total(text_b, "ecmo_predictions_total", model="ich") == 1
     assert len(dirs) == 2, dirs
     # Each instance removes the directory it made for itself when it stops.
-    assert [p for p in tmp.iterdir() if p.is_dir()] == []
+    assert list(tmp.glob("ecmo-prom-*")) == []

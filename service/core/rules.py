@@ -190,9 +190,11 @@ class Collector:
         below_floor = floor is not None and rule.hard.contains(canonical) and canonical < floor
         likely: list[str] = []
         if rule.quantity in UNIT_SLIP_CHECKED and not per_weight and math.isfinite(canonical):
+            given = self.units.rule(rule.quantity, unit)
             for other in self.units.accepted(rule.quantity):
                 conv = self.units.rule(rule.quantity, other)
-                if conv is None or conv.per_weight or other == unit:
+                # the same unit spelt otherwise (mmol/l for mmol/L) is not a slip
+                if conv is None or conv.per_weight or other == unit or conv == given:
                     continue
                 if rule.soft.contains(value * conv.factor) and rule.hard.contains(
                     value * conv.factor

@@ -15,6 +15,8 @@ from tests.server import gunicorn
 
 pytestmark = pytest.mark.slow
 
+PUBLIC = "https://cds.hospital.example"
+
 
 def test_a_token_is_accepted_once_across_two_workers(tmp_path: Path) -> None:
     models = tmp_path / "models"
@@ -27,10 +29,11 @@ def test_a_token_is_accepted_once_across_two_workers(tmp_path: Path) -> None:
         "ECMO_CDS_JWT_REQUIRED": "true",
         "ECMO_CDS_JWKS_FILE": str(keys),
         "ECMO_CDS_ALLOWED_ISSUERS": ISSUER,
+        "ECMO_PUBLIC_BASE_URL": PUBLIC,
     }
     with gunicorn(tmp_path, env, workers=2) as server:
         workers = server.wait_workers(2, timeout=30)
-        jwt_token = token(aud=server.url + SERVICE)
+        jwt_token = token(aud=PUBLIC + SERVICE)
         body = fhir.cds_request(fhir.weaning_prefetch())
         statuses, rules = [], []
         for _ in range(16):
