@@ -684,7 +684,8 @@ UNKNOWN_UNITS: list[Case] = [
     for unit, model, path, body in [
         ("mEq/L", W, "inputs.lactate_24h", weaning(lactate_24h=q(2.8, "mEq/L"))),
         ("MMOL/L", W, "inputs.lactate_24h", weaning(lactate_24h=q(2.8, "MMOL/L"))),
-        ("mmol/l", W, "inputs.lactate_24h", weaning(lactate_24h=q(2.8, "mmol/l"))),
+        # mmol/l is valid UCUM (the liter is l or L) and accepted: tests/api/test_ucum_spellings.py
+        ("Mmol/l", W, "inputs.lactate_24h", weaning(lactate_24h=q(2.8, "Mmol/l"))),
         (" mmol/L", W, "inputs.lactate_24h", weaning(lactate_24h=q(2.8, " mmol/L"))),
         ("g", W, "inputs.body_weight", weaning(body_weight=q(80000, "g"))),
         (
