@@ -28,15 +28,6 @@ def probability(r: Any) -> float:
     return float(r.get_json()["cards"][0]["extension"]["ecmo-risk-service"]["probability"])
 
 
-def test_platelet_and_ffp_searches_carry_a_date_filter_for_their_window(
-    client: FlaskClient,
-) -> None:
-    services = client.get("/cds-services").get_json()["services"]
-    prefetch = next(s for s in services if s["id"] == "ecmo-ich-risk")["prefetch"]
-    for key in ("platelets", "ffp"):
-        assert "&date=ge{{today() - 8 days}}" in prefetch[key], prefetch[key]
-
-
 def test_a_smear_estimate_does_not_set_the_minimum_platelet_count(client: FlaskClient) -> None:
     prefetch = fhir.ich_prefetch()
     prefetch["platelets"] = bundle(
