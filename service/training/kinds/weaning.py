@@ -133,7 +133,9 @@ KIND = TrainingKind(
             "vis_24h",
             "when given as infusions: dopamine + dobutamine + 100 x epinephrine + 10 x milrinone "
             "+ 10000 x vasopressin + 100 x norepinephrine (Gaies 2010; catecholamines and "
-            "milrinone in ug/kg/min, vasopressin in U/kg/min)",
+            "milrinone in ug/kg/min, vasopressin in U/kg/min; norepinephrine as base: a rate "
+            "charted with salt bitartrate_anhydrous is divided by 1.887, bitartrate_monohydrate "
+            "by 1.994)",
             "the rates running 24 h after ECMO start",
         ),
     ),
