@@ -30,13 +30,20 @@ def test_a_token_is_accepted_once_across_two_workers(tmp_path: Path) -> None:
         "ECMO_CDS_JWKS_FILE": str(keys),
         "ECMO_CDS_ALLOWED_ISSUERS": ISSUER,
         "ECMO_PUBLIC_BASE_URL": PUBLIC,
+        # Straight to gunicorn: nginx's upstream connections may all land on one worker, and the
+        # point is that two workers see the same token.
+        "ECMO_PROXY": "off",
     }
     with gunicorn(tmp_path, env, workers=2) as server:
         workers = server.wait_workers(2, timeout=30)
         jwt_token = token(aud=PUBLIC + SERVICE)
         body = fhir.cds_request(fhir.weaning_prefetch())
         statuses, rules = [], []
-        for _ in range(16):
+        multiproc = next(tmp_path.glob("prom-*"))
+        answered: set[str] = set()
+        # At least 16 tries, and on until both workers have answered (the kernel decides which
+        # worker accepts a connection, so a fixed count may land on one worker only).
+        while len(statuses) < 16 or (len(answered) < 2 and len(statuses) < 400):
             # A new connection per request lets the kernel spread requests over the workers.
             r = requests.post(
                 server.url + SERVICE,
@@ -47,10 +54,10 @@ def test_a_token_is_accepted_once_across_two_workers(tmp_path: Path) -> None:
             statuses.append(r.status_code)
             if r.status_code == 401:
                 rules.append(r.json()["errors"][0]["rule"])
-        multiproc = next(tmp_path.glob("prom-*"))
-        answered = {p.stem.rsplit("_", 1)[1] for p in multiproc.glob("counter_*.db")}
+            answered = {p.stem.rsplit("_", 1)[1] for p in multiproc.glob("counter_*.db")}
+            answered &= {str(w) for w in workers}
         assert (multiproc / "cds-jti").is_dir()  # the default shared record
-    print(f"\n16 tries answered by workers {sorted(answered)} of {sorted(workers)}")
-    assert len(answered & {str(w) for w in workers}) == 2, "requests were not spread over workers"
+    print(f"\n{len(statuses)} tries answered by workers {sorted(answered)} of {sorted(workers)}")
+    assert len(answered) == 2, "requests were not spread over workers"
     assert statuses.count(200) == 1, statuses
-    assert rules == ["replay"] * 15
+    assert rules == ["replay"] * (len(statuses) - 1)
