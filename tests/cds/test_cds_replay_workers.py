@@ -38,7 +38,8 @@ def test_a_token_is_accepted_once_across_two_workers(tmp_path: Path) -> None:
         workers = server.wait_workers(2, timeout=30)
         jwt_token = token(aud=PUBLIC + SERVICE)
         body = fhir.cds_request(fhir.weaning_prefetch())
-        statuses, rules = [], []
+        statuses: list[int] = []
+        rules: list[str] = []
         multiproc = next(tmp_path.glob("prom-*"))
         answered: set[str] = set()
         # At least 16 tries, and on until both workers have answered (the kernel decides which
