@@ -63,6 +63,10 @@ def test_a_german_icd10gm_and_snomed_stroke_counts(client: FlaskClient) -> None:
         (ICD10_CM, "I63.411"),  # ICD-10-CM subcode
         (fhir.SNOMED, "75543006"),  # SNOMED descendant of 230690007, by the shipped value set
         (fhir.SNOMED, "426107000"),  # acute lacunar infarction
+        # from the VSAC Ischemic Stroke and Hemorrhagic Stroke expansions in the value set file
+        (fhir.SNOMED, "195212005"),  # brainstem stroke syndrome
+        (fhir.SNOMED, "230710000"),  # lobar cerebral hemorrhage
+        (fhir.SNOMED, "276282001"),  # SAH from anterior communicating artery aneurysm
     ],
 )
 def test_each_national_icd10_variant_and_the_snomed_hierarchy_match(
