@@ -540,6 +540,25 @@ BAD: dict[str, dict[str, Any]] = {
 }
 
 
+# ECMO_* settings service/config.py reads that the chart deliberately does not offer, and why.
+NOT_IN_CHART = {
+    "ECMO_FHIR_ALLOW_HTTP": "plain-http FHIR servers are for tests only",
+    "ECMO_RUN_DIR": "its default (under /tmp, an emptyDir) is right in a pod",
+    "ECMO_CDS_REPLAY_DIR": "its default (under the metrics emptyDir, shared by the pod's workers)",
+}
+
+
+def env_names(objects: list[dict[str, Any]]) -> set[str]:
+    """The env names the Deployment's container gets, literal or from a Secret."""
+    return {
+        e["name"]
+        for obj in objects
+        if obj["kind"] == "Deployment"
+        for c in obj["spec"]["template"]["spec"]["containers"]
+        for e in c.get("env", [])
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if len(args) != 2:
@@ -547,6 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     chart = Chart.read(Path(args[0]), Path(args[1]))
     failed = False
+    rendered: set[str] = set()
     for name, override in GOOD.items():
         values = merged(chart.defaults, override)
         findings = schema_errors(chart, values) + lint(chart, values)
@@ -554,6 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not findings:
             try:
                 objects = render(chart, override)
+                rendered |= env_names(objects)
                 findings += check_objects(chart, values, objects)
             except Exception as exc:  # any failure to render is a finding
                 findings.append(f"render: {exc}")
@@ -562,6 +583,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for finding in findings:
             print(f"  {finding}")
         failed |= bool(findings)
+
+    # Every setting the service reads can be set from the chart's values (or is listed above).
+    unsettable = sorted(chart.ecmo_names - rendered - set(NOT_IN_CHART))
+    print(f"every ECMO_* setting has a value: {'ok' if not unsettable else 'FAILED'}")
+    if unsettable:
+        print(f"  no value set renders {unsettable}: add them to values.yaml or NOT_IN_CHART")
+    failed |= bool(unsettable)
 
     for name, override in BAD.items():
         values = merged(chart.defaults, override)
