@@ -322,6 +322,17 @@ def check_objects(chart: Chart, values: dict[str, Any], objects: list[dict[str, 
     )
     if values["config"]["cds"]["jwtRequired"]:
         need(bool(env.get("ECMO_PUBLIC_BASE_URL")), "JWT on without ECMO_PUBLIC_BASE_URL")
+    # A Secret's value reaches the container only by reference, never as a literal env value.
+    explain = next((e for e in container["env"] if e["name"] == "ECMO_EXPLAIN_KEYS"), None)
+    if values["explain"]["existingSecret"]:
+        ref = (explain or {}).get("valueFrom", {}).get("secretKeyRef", {})
+        need(
+            ref
+            == {"name": values["explain"]["existingSecret"], "key": values["explain"]["secretKey"]},
+            "ECMO_EXPLAIN_KEYS is not read from the explain Secret",
+        )
+    else:
+        need(explain is None, "ECMO_EXPLAIN_KEYS set without explain.existingSecret")
     keys = values["apiKeys"]
     if keys["existingSecret"]:
         key_file = env.get("ECMO_API_KEYS_FILE", "")
@@ -488,12 +499,16 @@ GOOD: dict[str, dict[str, Any]] = {
             "defaultVersions": {"weaning": "1.0.0", "ich": "1.0.0"},
             "ffpMlPerUnit": 250,
             "publicBaseUrl": "https://cds.example.org",
+            "fhirMappingDir": "/etc/ecmo/fhir-mappings",
             "cds": {
                 "jwtRequired": True,
                 "jwksUrls": ["https://ehr.example.org/jwks"],
+                "jwksFile": "/etc/ecmo/jwks/ehr.json",
                 "allowedIssuers": ["https://ehr.example.org"],
             },
+            "fhir": {"serverAllowlist": ["https://ehr.example.org/fhir/R4"]},
         },
+        "explain": {"existingSecret": "ecmo-explain-keys"},
         "extraEnv": [{"name": "TZ", "value": "UTC"}],
         "apiKeys": {"existingSecret": "ecmo-api-keys"},
         "networkPolicy": {
@@ -533,6 +548,14 @@ BAD: dict[str, dict[str, Any]] = {
         }
     },
     "network policy namespace not a name": {"networkPolicy": {"allowedNamespaces": ["Not A Name"]}},
+    "FHIR server over plain http": {
+        **EHR_TRUST,
+        "config": {**EHR_TRUST["config"], "fhir": {"serverAllowlist": ["http://ehr.example.org"]}},
+    },
+    "FHIR deadline not below the worker timeout": {
+        **EHR_TRUST,
+        "config": {**EHR_TRUST["config"], "fhir": {"deadlineSeconds": 30}},
+    },
     "dashboard label not a string": {
         **EHR_TRUST,
         "metrics": {"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}},
