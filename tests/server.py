@@ -23,6 +23,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 GUNICORN_ARGS = ["-c", "service/gunicorn_conf.py", "service.app:create_app()"]
+ENTRY_POINTS: dict[str, dict[str, str]] = {
+    "gunicorn": {"ECMO_PROXY": "off"},
+    "nginx": {"ECMO_PROXY": "nginx"},
+}
+"""The two ways the service listens on ECMO_BIND, as the environment gunicorn() is given:
+gunicorn alone, and the deployment's entry point (scripts/serve, the Dockerfile CMD, the chart),
+where the gunicorn master runs nginx in front of its workers (service/front.py). A module-scoped
+fixture parametrised over these runs its tests through both."""
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.cds.fhir import cds_request, weaning_prefetch
 from tests.factories import WEANING_INPUTS
-from tests.server import Server, gunicorn
+from tests.server import ENTRY_POINTS, Server, gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -43,13 +43,15 @@ class Answer:
         return [(e["path"], e["rule"]) for e in self.json()["errors"]]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("hostile")
-    # gunicorn itself (ECMO_PROXY=off): its answers and the app's are what this module checks.
-    # Behind nginx (the default) the request line, header and chunk-framing rejections are
-    # nginx's own error pages (service/front.py), tested with the process model.
-    env = {"ECMO_MAX_BODY_BYTES": str(MAX_BODY), "ECMO_PROXY": "off"}
+@pytest.fixture(scope="module", params=list(ENTRY_POINTS))
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """Every test runs against gunicorn alone (ECMO_PROXY=off: its answers and the app's) and
+    through the deployment's entry point (nginx in front: the request line, header and framing
+    rejections are then nginx's, service/front.py). Both must answer alike."""
+    tmp = tmp_path_factory.mktemp(f"hostile-{request.param}")
+    env = {"ECMO_MAX_BODY_BYTES": str(MAX_BODY), **ENTRY_POINTS[request.param]}
     with gunicorn(tmp, env, workers=1) as s:
         yield s
 
