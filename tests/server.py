@@ -193,7 +193,9 @@ def running(
 
 
 def server_errors(logs: str) -> list[str]:
-    """Access-log lines of 5xx answers, other than 503 (not ready: readiness says why)."""
+    """Access-log lines of 5xx answers, other than 503 (not ready: readiness says why). The HTTP
+    layer's own answers (gunicorn's or nginx's) are among them, with route "<http>"; nginx's
+    reach the log through service/front.py's relay_log."""
     found = []
     for line in logs.splitlines():
         if '"ecmo.access"' not in line:

@@ -146,12 +146,12 @@ def test_nginx_answers_its_own_errors_in_the_problem_shape(serve: Callable[..., 
         raw = s.recv(65536)
     head, _, payload = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400") and b"application/problem+json" in head
-    assert json.loads(payload)["code"] == "bad_request"
+    assert json.loads(payload)["code"] == "http_400"
     # nginx is the only bound on the request line: 5,000 bytes (over gunicorn's default 4,094)
     # reach the app; 9,000 get nginx's 414, in the same shape.
     assert request(server.port, "GET", "/health/ready?pad=" + "x" * 5000)[0] == 200
     status, problem = request(server.port, "GET", "/health/ready?pad=" + "x" * 9000)
-    assert status == 414 and problem["code"] == "request_uri_too_long", problem
+    assert status == 414 and problem["code"] == "http_414", problem
 
 
 def test_the_master_stops_when_nginx_dies(serve: Callable[..., Server]) -> None:
