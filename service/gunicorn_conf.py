@@ -73,11 +73,12 @@ _app_socket = _run_dir / "gunicorn.sock"
 if _settings.proxy == "nginx":
     nginx_binary()  # fail fast, with the fix in the message, if nginx is missing
     bind = f"unix:{_app_socket}"
-    # nginx has already bounded the request line and headers (and answers in the problem shape);
-    # gunicorn's own, smaller limits would answer a request nginx let through with a plain 400.
+    # nginx has already bounded the request line and each header's size (414 and 431 in the
+    # problem shape, service/front.py): gunicorn's smaller limits would refuse what nginx let
+    # through. nginx does not count header fields, so gunicorn's count (its default, 100) still
+    # applies, answered 431 in the same shape as without nginx (service/http_errors.py).
     limit_request_line = 0
     limit_request_field_size = 0
-    limit_request_fields = 32768
 else:
     bind = _settings.bind
 workers = _settings.workers

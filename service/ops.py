@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,30 @@ class Ops:
                 if name.startswith("do_"):  # any other method: 405, not http.server's 501
                     return self._not_allowed
                 raise AttributeError(name)
+
+            def send_error(
+                self, code: int, message: str | None = None, explain: str | None = None
+            ) -> None:
+                """http.server's own refusals (more than 100 header fields: 431, a request line
+                over 64 KiB: 414, a malformed one: 400) in the problem shape, as gunicorn's
+                (service/http_errors.py), not its HTML page; then the connection is closed."""
+                self.started = time.perf_counter()
+                self.close_connection = True
+                self.extra = {"Connection": "close"}
+                title = HTTPStatus(code).phrase
+                detail = (message or title)[:200]
+                request_id = os.urandom(16).hex()
+                body = {
+                    "type": "about:blank",
+                    "title": title,
+                    "status": code,
+                    "detail": detail,
+                    "code": f"http_{code}",
+                    "errors": [{"path": "", "message": detail, "rule": "http"}],
+                    "request_id": request_id,
+                }
+                data = json.dumps(body).encode()
+                self._send(code, "application/problem+json", data, request_id)
 
             def _problem(self, status: int, code: str, detail: str, request_id: str) -> None:
                 body: dict[str, Any] = {

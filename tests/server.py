@@ -23,6 +23,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 GUNICORN_ARGS = ["-c", "service/gunicorn_conf.py", "service.app:create_app()"]
+ENTRY_POINTS: dict[str, dict[str, str]] = {
+    "gunicorn": {"ECMO_PROXY": "off"},
+    "nginx": {"ECMO_PROXY": "nginx"},
+}
+"""The two ways the service listens on ECMO_BIND, as the environment gunicorn() is given:
+gunicorn alone, and the deployment's entry point (scripts/serve, the Dockerfile CMD, the chart),
+where the gunicorn master runs nginx in front of its workers (service/front.py). A module-scoped
+fixture parametrised over these runs its tests through both."""
 
 
 def free_port() -> int:
@@ -185,7 +193,9 @@ def running(
 
 
 def server_errors(logs: str) -> list[str]:
-    """Access-log lines of 5xx answers, other than 503 (not ready: readiness says why)."""
+    """Access-log lines of 5xx answers, other than 503 (not ready: readiness says why). The HTTP
+    layer's own answers (gunicorn's or nginx's) are among them, with route "<http>"; nginx's
+    reach the log through service/front.py's relay_log."""
     found = []
     for line in logs.splitlines():
         if '"ecmo.access"' not in line:

@@ -7,13 +7,19 @@ some part of a valid request (or as a member of any object in it, or as the whol
 protocol: the JSON API single and batch, the Open Inference Protocol, CDS Hooks and its feedback.
 The autouse no_5xx plugin (tests/contract/no_5xx.py) fails the test on any 5xx too.
 
+The same bodies go, as raw bytes, to real servers through both entry points (gunicorn alone, and
+nginx in front as deployed: tests/server.py ENTRY_POINTS), whose access logs are checked for 5xx
+when they stop (tests/server.py running()).
+
 Bounded (derandomised, a fixed number of examples per endpoint) so it runs in seconds.
 """
 
 from __future__ import annotations
 
 import copy
+import http.client
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +29,7 @@ from hypothesis import strategies as st
 
 from tests.cds.fhir import LOCAL, LOINC, bundle, cds_request, observation
 from tests.factories import ICH_INPUTS, WEANING_INPUTS
+from tests.server import ENTRY_POINTS, Server, gunicorn
 
 MARK = "@@RAW@@"  # a string the serialised body carries where a raw JSON fragment goes
 
@@ -177,3 +184,47 @@ def test_the_valid_bodies_the_property_starts_from_are_answered_200(client: Flas
     for endpoint, body in ENDPOINTS.items():
         r = client.post(endpoint, json=body)
         assert r.status_code == 200, (endpoint, r.get_json())
+
+
+@pytest.fixture(scope="module", params=list(ENTRY_POINTS))
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    with gunicorn(
+        tmp_path_factory.mktemp(f"arbitrary-{request.param}"), ENTRY_POINTS[request.param]
+    ) as s:
+        yield s
+
+
+def _post(port: int, path: str, body: bytes) -> tuple[int, str, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+def test_arbitrary_json_through_a_real_server_is_never_a_server_error(
+    served: Server, endpoint: str
+) -> None:
+    # The body goes as drawn (http.client sends bytes as given); fewer draws than in-process.
+    @settings(
+        max_examples=min(2 * len(places(ENDPOINTS[endpoint])), 100),
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(body=bodies(ENDPOINTS[endpoint]))
+    def check(body: bytes) -> None:
+        status, ctype, data = _post(served.port, endpoint, body)
+        assert status < 500, (status, body[:300], data[:300])
+        if status >= 400:
+            assert ctype.startswith("application/problem+json"), data[:300]
+            json.loads(data)
+
+    check()
