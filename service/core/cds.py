@@ -104,6 +104,8 @@ def _time(t: datetime | None) -> str:
 def _observed(item: ExtractedInput) -> str:
     if not item.sources:
         return item.note or "none recorded"
+    if item.select == "running_at":
+        return item.note or ""
     if item.select == "any":
         names = ", ".join(s.display for s in item.sources[:3])
         more = " …" if len(item.sources) > 3 else ""
