@@ -426,7 +426,8 @@ class _Extractor:
                 cand.canonical = source.value
             candidates.append(cand)
         window = f"within {fmt(fm.window_hours)} h" if fm.window_hours else ""
-        codes = _describe_codes(fm.codes)
+        sets = dict.fromkeys(f"value set {m.value_set}" for m in fm.codes if m.value_set)
+        codes = ", ".join([m.describe() for m in fm.codes if not m.value_set] + list(sets))
         if unidentified:
             self.missing.append(self.unidentified(fm.prefetch, fm.label, unidentified))
             return None
