@@ -116,7 +116,8 @@ def _observed(item: ExtractedInput) -> str:
         return f"{shown}{_time(s.effective)} ({item.select})"
     times = sorted(s.effective for s in item.sources if s.effective is not None)
     span = f"{_time(times[0])} to {_time(times[-1])}" if times else "times not recorded"
-    return f"{item.select} of {len(item.sources)} observations, {span}"
+    things = "administrations" if item.resource == "MedicationAdministration" else "observations"
+    return f"{item.select} of {len(item.sources)} {things}, {span}"
 
 
 def _value(value: float, feature: FeatureSpec) -> str:

@@ -73,7 +73,7 @@ def test_a_german_and_a_us_record_of_one_patient_get_the_same_card(record: str) 
     api = client.post("/v1/models/ich/predict", json={"inputs": SAME_PATIENT}).get_json()
     print(f"\n--- {record}\n{card['indicator']} | {card['summary']}\n{card['detail']}")
     assert card["extension"]["ecmo-risk-service"]["probability"] == api["probability"]
-    assert "sum of 2 observations" in card["detail"]  # the two transfusions, 250 + 300 mL
+    assert "sum of 2 administrations" in card["detail"]  # the two transfusions, 250 + 300 mL
 
 
 @pytest.mark.parametrize("record", ["weaning_patient_de.json", "weaning_patient_us.json"])
@@ -94,3 +94,4 @@ def test_a_german_and_a_us_record_of_one_weaning_patient_get_the_same_card(recor
     got = card["extension"]["ecmo-risk-service"]["probability"]
     assert got == pytest.approx(expected["probability"], rel=1e-9)
     assert "running at ECMO start + 24 h" in card["detail"]
+    assert "divided by the body weight 80 kg" in card["detail"]

@@ -77,6 +77,8 @@ class ExtractedInput:
     note: str | None = None
     parts: Mapping[str, Source] = field(default_factory=dict)
     """rates: drug -> the administration its rate came from (to point errors at it)."""
+    resource: str = "Observation"
+    """The resource type the sources are (for how a card names them)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ class _Extractor:
         self.missing: list[FieldError] = []
         self.events: dict[str, Source | None] = {}
         self.needs_weight: list[str] = []
+        self.weighed: set[str] = set()
+        """Inputs with a rate per patient (divided by the body weight)."""
         kind = MODEL_KINDS[mapping.kind]
         self.member_rules: dict[str, Mapping[str, InputRule]] = {
             f.name: f.members for f in kind.inputs if f.members
@@ -483,7 +487,13 @@ class _Extractor:
             total = math.fsum(c.canonical for c in candidates if c.canonical is not None)
             unit = fm.unit
             item = ExtractedInput(
-                fm.input, fm.label, "sum", True, tuple(c.source for c in candidates), fm.prefetch
+                fm.input,
+                fm.label,
+                "sum",
+                True,
+                tuple(c.source for c in candidates),
+                fm.prefetch,
+                resource=fm.resource,
             )
             return {"value": total, "unit": unit}, item
         src = chosen[0].source
@@ -633,7 +643,8 @@ class _Extractor:
         if start is None or start.effective is None:
             return None
         at = start.effective + timedelta(hours=fm.at.offset_hours)
-        when = f"{ev.label} + {_hours(fm.at.offset_hours)} ({_time(at)})"
+        offset = f" + {_hours(fm.at.offset_hours)}" if fm.at.offset_hours else ""
+        when = f"{ev.label}{offset} ({_time(at)})"
         where = f"prefetch.{fm.prefetch}"
         if at > self.now + FUTURE_TOLERANCE:
             self.missing.append(
@@ -862,6 +873,7 @@ class _Extractor:
             return None
         if rule.per_weight:
             self.needs_weight.append(f"{drug} {fmt(float(value))} {unit}")
+            self.weighed.add(fm.input)
         assert isinstance(unit, str)
         return float(value), unit, vpath
 
@@ -964,6 +976,10 @@ def _time(t: datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _time_of(source: Source) -> str:
+    return _time(source.effective) if source.effective is not None else "time not recorded"
+
+
 def _describe_codes(codes: Sequence[CodeMatch]) -> str:
     """Short: the code systems with their prefixes, and each value set by name."""
     by_system: dict[str, list[str]] = {}
@@ -1047,6 +1063,12 @@ def extract(
             note = f"prefetch {fm.prefetch!r} was null (no data): {fm.when_prefetch_null}"
             item = replace(item, note=note)
         inputs[fm.input], extracted[fm.input] = value, item
+    weight = extracted.get(WEIGHT_INPUT)
+    if weight is not None and weight.sources:
+        w = weight.sources[0]
+        for name in ex.weighed & set(extracted):
+            said = f"; rates per patient divided by the body weight {w.display} ({_time_of(w)})"
+            extracted[name] = replace(extracted[name], note=f"{extracted[name].note}{said}")
     if ex.needs_weight and WEIGHT_INPUT not in inputs:
         why = absent_optional.get(WEIGHT_INPUT, [])
         said = f" ({'; '.join(e.message for e in why)})" if why else ""
