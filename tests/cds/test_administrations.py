@@ -259,3 +259,13 @@ def test_rxnorm_codes_of_other_drugs_are_not_read_as_vis_drugs(shipped: FlaskCli
     assert probability(shipped.post(WEANING, json=body)) == pytest.approx(
         json_api(shipped, "weaning", SAME_WEANING_PATIENT), rel=1e-9
     )
+
+
+def test_a_rate_beyond_the_bounds_is_400_at_its_element(shipped: FlaskClient) -> None:
+    body = record("weaning_patient_us.json")  # norepinephrine: hard bound 3 ug/kg/min
+    by_id(body, "vasoactives", "ma-nor-2")["dosage"]["rateQuantity"]["value"] = 5
+    r = shipped.post(WEANING, json=body)
+    assert r.status_code == 400, r.get_json()
+    assert [e["path"] for e in r.get_json()["errors"]] == [
+        "prefetch.vasoactives.entry[1].resource.dosage.rateQuantity.value"
+    ]
