@@ -29,6 +29,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -148,6 +149,27 @@ def fetcher_from_settings(
     return FhirFetcher(policy, observe=observe)
 
 
+DATE_PARAMS = {
+    "Observation": "date",
+    "MedicationAdministration": "effective-time",
+    "Procedure": "date",
+    "Condition": "recorded-date",
+}
+"""The date search parameter of each resource type (FHIR R4 search parameters)."""
+
+
+def with_date_filter(query: str, since: datetime) -> str:
+    """The query with `<date param>=ge<since>` added (absolute, UTC, to the second): a prefetch
+    template cannot say "the last 7 days" in CDS Hooks 2.0, but the service's own search can.
+    A resource type without a known date parameter is left as it is."""
+    resource = query.lstrip("/").split("?", 1)[0]
+    param = DATE_PARAMS.get(resource)
+    if param is None:
+        return query
+    stamp = since.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return f"{query}{'&' if '?' in query else '?'}{param}=ge{quote(stamp, safe='')}"
+
+
 def render(template: str, context: Mapping[str, Any]) -> str:
     """A prefetch template with its {{context.x}} tokens replaced (URL-encoded); raises
     FetchFailed("client_error") for a token the request cannot fill."""
@@ -208,8 +230,12 @@ class FhirFetcher:
         fhir_server: str | None,
         authorization: Mapping[str, Any] | None,
         context: Mapping[str, Any],
+        since: Mapping[str, datetime] | None = None,
     ) -> FillResult:
-        """Fetch every template key absent from prefetch. Never raises for a server's behaviour."""
+        """Fetch every template key absent from prefetch. Never raises for a server's behaviour.
+
+        since: prefetch key -> the oldest time its inputs use (ServiceMapping.search_since);
+        those searches get a date filter."""
         result = FillResult(dict(prefetch or {}))
         wanted = [k for k in templates if k not in result.prefetch]
         if not wanted or fhir_server is None or authorization is None:
@@ -246,6 +272,8 @@ class FhirFetcher:
             began = self._clock()
             try:
                 query = render(templates[key], context)
+                if since and key in since:
+                    query = with_date_filter(query, since[key])
                 result.prefetch[key] = self._search(fhir_server, base, query, token, deadline)
             except FetchFailed as failure:
                 self._observe(failure.outcome, self._clock() - began)

@@ -104,6 +104,8 @@ def _time(t: datetime | None) -> str:
 def _observed(item: ExtractedInput) -> str:
     if not item.sources:
         return item.note or "none recorded"
+    if item.select == "running_at":
+        return item.note or ""
     if item.select == "any":
         names = ", ".join(s.display for s in item.sources[:3])
         more = " …" if len(item.sources) > 3 else ""
@@ -114,7 +116,8 @@ def _observed(item: ExtractedInput) -> str:
         return f"{shown}{_time(s.effective)} ({item.select})"
     times = sorted(s.effective for s in item.sources if s.effective is not None)
     span = f"{_time(times[0])} to {_time(times[-1])}" if times else "times not recorded"
-    return f"{item.select} of {len(item.sources)} observations, {span}"
+    things = "administrations" if item.resource == "MedicationAdministration" else "observations"
+    return f"{item.select} of {len(item.sources)} {things}, {span}"
 
 
 def _value(value: float, feature: FeatureSpec) -> str:

@@ -121,7 +121,7 @@ def operation_outcome(text: str) -> dict[str, Any]:
 
 
 def weaning_prefetch() -> dict[str, Any]:
-    """APACHE 22, VIS 40 -> 12, lactate 25.2 mg/dL (= 2.8 mmol/L) as the latest of three."""
+    """APACHE 22, VIS 40 -> 12 (charted), lactate 25.2 mg/dL (= 2.8 mmol/L) as the latest of three."""
     return {
         "apache": bundle(observation(LOINC, "9264-3", 22, "{score}", hours_ago=20)),
         "lactate": bundle(
@@ -134,6 +134,10 @@ def weaning_prefetch() -> dict[str, Any]:
             observation(LOCAL, "vis-0h", 40, "{score}", hours_ago=30),
             observation(LOCAL, "vis-24h", 12, None, hours_ago=6),
         ),
+        # a site that charts the VIS: its administrations are not read (the charted VIS wins)
+        "ecmo": bundle(),
+        "vasoactives": bundle(),
+        "weight": bundle(),
     }
 
 
@@ -154,6 +158,7 @@ def ich_prefetch() -> dict[str, Any]:
             condition("http://snomed.info/sct", "38341003", "Hypertensive disorder"),
             condition(ICD10, "I63.9", "Cerebral infarction, unspecified"),
         ),
+        "transfusions": bundle(),  # no transfusion recorded as a MedicationAdministration
         "ffp": bundle(
             observation(LOCAL, "ffp-volume", 250, "mL", hours_ago=40),
             observation(LOCAL, "ffp-volume", 0.15, "L", hours_ago=10),

@@ -200,6 +200,7 @@ def test_null_prefetch_for_stroke_and_ffp_means_none_recorded_and_gives_a_card(
     mapping declares what that means for stroke (no history) and FFP (0 mL in the window)."""
     prefetch = fhir.ich_prefetch()
     prefetch["stroke"] = None
+    prefetch["transfusions"] = None  # FFP has two sources: no data in either
     prefetch["ffp"] = None
     r = call(client, ICH, cds_request(prefetch))
     assert r.status_code == 200, r.get_json()
@@ -216,7 +217,7 @@ def test_null_prefetch_for_stroke_and_ffp_means_none_recorded_and_gives_a_card(
     card = r.get_json()["cards"][0]
     assert card["extension"]["ecmo-risk-service"]["probability"] == api.get_json()["probability"]
     assert "prefetch 'stroke' was null (no data): no stroke Condition recorded" in card["detail"]
-    assert "prefetch 'ffp' was null (no data): no FFP administration" in card["detail"]
+    assert "prefetch 'transfusions' was null (no data): no FFP administration" in card["detail"]
 
 
 def test_operation_outcome_in_place_of_a_bundle_gives_412_naming_the_feature(
@@ -238,7 +239,10 @@ def test_no_prefetch_gives_412_listing_every_missing_feature(client: FlaskClient
     assert r.status_code == 412
     assert sorted(problem_paths(r)) == [
         "prefetch.apache",
+        "prefetch.ecmo",  # the ECMO start, for the VIS from the administrations
         "prefetch.lactate",
+        "prefetch.vasoactives",  # no charted VIS: the administrations at 0 h ...
+        "prefetch.vasoactives",  # ... and at 24 h
         "prefetch.vis",
         "prefetch.vis",
     ]

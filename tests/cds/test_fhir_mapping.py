@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +174,7 @@ def test_missing_data_names_every_feature() -> None:
         extract(mapping("ecmo-ich-risk"), {}, NOW)
     assert "grey-white matter ratio" in info.value.detail
     assert "minimum platelet count" in info.value.detail
-    assert len(info.value.errors) == 4
+    assert len(info.value.errors) == 5  # FFP: both sources, transfusions and the local volume
 
 
 def test_a_date_without_time_is_too_coarse_for_an_hour_window() -> None:
@@ -245,3 +245,48 @@ def test_forms_outside_fhirs_datetime_grammar_are_refused(raw: str) -> None:
 
 def test_a_leap_second_reads_as_the_next_instant() -> None:
     assert parse_fhir_datetime("2026-12-31T23:59:60Z") == datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def _infusions(doc: dict[str, Any]) -> dict[str, Any]:
+    feature: dict[str, Any] = next(f for f in doc["features"] if f["input"] == "infusions_24h")
+    return feature
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: _infusions(d).pop("at"), "at is missing"),
+        (
+            lambda d: _infusions(d).update(at={"event": "icu_admission", "offset_hours": 24}),
+            "event",
+        ),
+        (lambda d: _infusions(d).update(codes=[{"value_set": "ffp-products"}]), "every one of"),
+        (lambda d: _infusions(d).update(value="quantity", select="sum"), "does not fit"),
+        (lambda d: d["features"][0].update(optional=True), "optional"),
+        (lambda d: d["events"]["ecmo_start"].update(resource="Encounter"), "Procedure"),
+        (lambda d: d["events"]["ecmo_start"]["codes"][1].update(code="8-852"), "exactly one of"),
+        # without its alternative, the VIS at 24 h has no source at all
+        (
+            lambda d: d.update(
+                features=[
+                    f for f in d["features"] if f["input"] not in ("vis_24h", "infusions_24h")
+                ]
+            ),
+            "vis_24h",
+        ),
+    ],
+)
+def test_a_bad_rates_mapping_is_refused_naming_the_field(edit: Any, message: str) -> None:
+    doc = copy.deepcopy(shipped_doc("weaning"))
+    edit(doc)
+    with pytest.raises(MappingError, match=message):
+        parse_mapping(doc, "weaning.json")
+
+
+def test_the_service_searches_only_as_far_back_as_the_windows() -> None:
+    since = mapping("ecmo-ich-risk").search_since(NOW)
+    assert set(since) == {"gwr", "transfusions", "ffp", "platelets"}  # not the stroke history
+    assert since["platelets"] == NOW - timedelta(hours=168)
+    weaning = mapping().search_since(NOW)
+    assert "ecmo" not in weaning  # the ECMO start may lie further back than any window
+    assert weaning["vasoactives"] == NOW - timedelta(hours=720)

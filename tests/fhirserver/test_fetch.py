@@ -98,7 +98,7 @@ def test_absent_prefetch_keys_are_fetched_with_the_token(
     real: FlaskClient, fhir_srv: FhirServer
 ) -> None:
     full = call(real, WEANING, fhir.weaning_prefetch(), fhir_srv.url)
-    partial = {"apache": fhir.weaning_prefetch()["apache"]}  # lactate and vis left out
+    partial = {"apache": fhir.weaning_prefetch()["apache"]}  # the other 5 keys left out
     fetched = call(real, WEANING, partial, fhir_srv.url)
     assert full.status_code == fetched.status_code == 200, fetched.get_json()
     ext = fetched.get_json()["cards"][0]["extension"]["ecmo-risk-service"]
@@ -106,14 +106,14 @@ def test_absent_prefetch_keys_are_fetched_with_the_token(
         ext["probability"]
         == full.get_json()["cards"][0]["extension"]["ecmo-risk-service"]["probability"]
     )
-    assert fetch_count(real, "ok") == 2
+    assert fetch_count(real, "ok") == 5
 
 
 def test_no_prefetch_at_all_fetches_every_key(real: FlaskClient, fhir_srv: FhirServer) -> None:
     for path in (WEANING, ICH):
         r = call(real, path, None, fhir_srv.url)
         assert r.status_code == 200, r.get_json()
-    assert fetch_count(real, "ok") == 7
+    assert fetch_count(real, "ok") == 11  # weaning 6 keys, ich 5
     detail = r.get_json()["cards"][0]["detail"]
     assert "sum of 2 observations" in detail  # the FFP volumes came from the server
     assert "80000 /uL" in detail  # and the platelet counts
@@ -166,7 +166,13 @@ def test_the_server_checks_the_token(
     r = call(real, WEANING, {"apache": fhir.weaning_prefetch()["apache"]}, fhir_srv.url, token)
     assert r.status_code == 412
     body = r.get_json()
-    assert {e["path"] for e in body["errors"]} == {"prefetch.lactate", "prefetch.vis"}
+    assert {e["path"] for e in body["errors"]} == {
+        "prefetch.lactate",
+        "prefetch.vis",
+        "prefetch.ecmo",
+        "prefetch.vasoactives",
+        "prefetch.weight",
+    }
     assert {e["rule"] for e in body["errors"]} == {rule}
     assert token not in r.get_data(as_text=True)
     assert fetch_count(real, rule.removeprefix("fhir_")) == 1  # the second key was not tried
@@ -224,7 +230,7 @@ def test_failure_modes_answer_412_fast(model_dir: Path, mode: str, rule: str) ->
     assert r.content_type == "application/problem+json"
     assert body["errors"][0]["rule"] == rule
     # A server failure is not asked again for the other keys (redirect is not a server failure).
-    assert hits == (4 if mode == "redirect" else 1)
+    assert hits == (5 if mode == "redirect" else 1)
     # The worker is released by the configured deadline (2 s here), not by the server.
     print(f"{mode}: 412 {rule} in {elapsed:.2f} s")
     assert elapsed < 2.0 + 1.0

@@ -157,6 +157,7 @@ def create_cds_blueprint(
             )
         model = registry.get(service.model)
         prefetch = data.get("prefetch")
+        now = clock()
         if fetcher is not None:
             filled = fetcher.fill(
                 service.prefetch,
@@ -164,11 +165,11 @@ def create_cds_blueprint(
                 data.get("fhirServer"),
                 data.get("fhirAuthorization"),
                 data["context"],
+                since=service.search_since(now),
             )
             if filled.failures:
                 raise fetch_failures(service, filled.failures)
             prefetch = filled.prefetch
-        now = clock()
         assessment = assess(
             service, model, prefetch, now, deps.scoring, patient=data["context"]["patientId"]
         )

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,17 +23,25 @@ from service.core.kinds.base import ModelKind
 from service.core.units import DEFAULT_UNITS
 
 MAPPING_VERSION = 1
-VALUE_KINDS = ("quantity", "number", "integer", "presence")
+VALUE_KINDS = ("quantity", "number", "integer", "presence", "rates")
 SELECTS = {
     "quantity": ("latest", "min", "max", "sum"),
     "number": ("latest", "min", "max"),
     "integer": ("latest", "min", "max"),
     "presence": ("any",),
+    "rates": ("running_at",),
 }
-RESOURCES = {"Observation": ("quantity", "number", "integer"), "Condition": ("presence",)}
+RESOURCES = {
+    "Observation": ("quantity", "number", "integer"),
+    "Condition": ("presence",),
+    # dosage.dose (a volume given, summed) or dosage.rate[x] (infusion rates running at a time)
+    "MedicationAdministration": ("quantity", "rates"),
+}
+EVENT_RESOURCES = ("Procedure",)
+"""Resources an event (a time point such as the ECMO start) is read from."""
 
-MAPPABLE = ("integer", "number", "quantity", "boolean")
-"""Input types one FHIR value can give (not infusion rates, which are several)."""
+MAPPABLE = ("integer", "number", "quantity", "boolean", "infusions")
+"""Input types a mapping can produce (infusions: several drug rates, from value "rates")."""
 
 
 class MappingError(ValueError):
@@ -44,19 +53,50 @@ class CodeMatch:
     system: str
     code: str | None = None
     code_prefix: str | None = None
+    """ICD-style: the code itself or any subcode after a dot (I63 matches I63.4, not I630)."""
     value_set: str | None = None
     """The shipped value set this code came from (for messages)."""
+    code_stem: str | None = None
+    """Any code that starts with this text (OPS 8-852.0 matches 8-852.05, whose last level has
+    no dot of its own)."""
+    member: str | None = None
+    """For a value set grouped by member (the VIS drugs): the member this code stands for."""
+    salt: str | None = None
+    """The salt a dose coded so is of (norepinephrine base); None: not stated by the code."""
 
     def matches(self, system: Any, code: Any) -> bool:
         if system != self.system or not isinstance(code, str):
             return False
         if self.code is not None:
             return code == self.code
+        if self.code_stem is not None:
+            return code.startswith(self.code_stem)
         assert self.code_prefix is not None  # guaranteed by the loader
         return code == self.code_prefix or code.startswith(self.code_prefix + ".")
 
     def describe(self) -> str:
-        return f"{self.system}|{self.code if self.code is not None else f'{self.code_prefix}*'}"
+        if self.code is not None:
+            return f"{self.system}|{self.code}"
+        return f"{self.system}|{self.code_stem or self.code_prefix}*"
+
+
+@dataclass(frozen=True)
+class EventMapping:
+    """A time point read from the chart (e.g. the ECMO start, from a Procedure's start)."""
+
+    name: str
+    label: str
+    prefetch: str
+    resource: str
+    codes: tuple[CodeMatch, ...]
+
+
+@dataclass(frozen=True)
+class TimePoint:
+    """When rates are read: an event plus an offset (ECMO start + 24 h)."""
+
+    event: str
+    offset_hours: float
 
 
 @dataclass(frozen=True)
@@ -80,6 +120,11 @@ class FeatureMapping:
     """Key into core.units.UNITS for quantity inputs."""
     unit: str = ""
     """The input's canonical unit."""
+    at: TimePoint | None = None
+    """value rates: the time point at which the running infusions are read."""
+    optional: bool = False
+    """No usable resource is not by itself missing data (body weight: needed only when a rate
+    is per patient, and then asked for by name)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +139,23 @@ class ServiceMapping:
     features: tuple[FeatureMapping, ...]
     source: str
     """File the mapping was read from (for messages)."""
+    events: dict[str, EventMapping] = field(default_factory=dict)
+
+    def search_since(self, now: datetime) -> dict[str, datetime]:
+        """Prefetch key -> the oldest time any of its inputs can use, for the keys whose every
+        input has a window (the service's own FHIR searches add it as a date filter; the
+        extractor still applies each input's exact window). Keys read without a window (a
+        Condition, an event) are not filtered."""
+        hours: dict[str, float | None] = {}
+        for fm in self.features:
+            window = fm.window_hours
+            if fm.prefetch in hours and (hours[fm.prefetch] is None or window is None):
+                hours[fm.prefetch] = None
+            else:
+                hours[fm.prefetch] = max(window, hours.get(fm.prefetch) or 0.0) if window else None
+        for ev in self.events.values():
+            hours[ev.prefetch] = None
+        return {k: now - timedelta(hours=h) for k, h in hours.items() if h is not None}
 
 
 def _req(doc: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
@@ -121,19 +183,28 @@ def parse_mapping(doc: Any, source: str) -> ServiceMapping:
     for key, template in prefetch.items():
         if not isinstance(template, str) or not template:
             raise MappingError(f"{w}prefetch.{key} must be a FHIR query template")
+    events: dict[str, EventMapping] = {}
+    raw_events = doc.get("events", {})
+    if not isinstance(raw_events, dict):
+        raise MappingError(f"{w}events must be an object")
+    for name, ev in raw_events.items():
+        events[name] = _parse_event(name, ev, f"{w}events.{name}.", prefetch)
     features: list[FeatureMapping] = []
     for i, f in enumerate(_req(doc, "features", list, w)):
         fw = f"{w}features[{i}]."
         if not isinstance(f, dict):
             raise MappingError(f"{fw[:-1]} is not an object")
-        features.append(_parse_feature(f, fw, prefetch, kind))
+        features.append(_parse_feature(f, fw, prefetch, kind, events))
     required, optional = set(kind.column_form), set(kind.fhir_optional)
+    instead = {alt: name for name, alts in kind.alternatives.items() for alt in alts}
     names = [f.input for f in features]
-    if len(set(names)) != len(names):
-        raise MappingError(f"{w}an input is mapped twice: {names}")
-    if missing := required - set(names):
+    # An input mapped more than once lists its sources in order of precedence (the first with a
+    # usable resource wins; core.fhir.extract); so does a column-form input mapped together with
+    # its alternatives (vis_0h, then infusions_0h).
+    given = set(names) | {instead[n] for n in names if n in instead}
+    if missing := required - given:
         raise MappingError(f"{w}inputs {sorted(missing)} are required for kind {kind.name}")
-    if unknown := set(names) - required - optional:
+    if unknown := set(names) - required - optional - set(instead):
         raise MappingError(f"{w}inputs {sorted(unknown)} are not inputs of kind {kind.name}")
     hook = _req(svc, "hook", str, w + "service.")
     if hook != "patient-view":
@@ -148,18 +219,62 @@ def parse_mapping(doc: Any, source: str) -> ServiceMapping:
         prefetch=dict(prefetch),
         features=tuple(features),
         source=source,
+        events=events,
+    )
+
+
+def _parse_codes(raw: Any, w: str) -> list[CodeMatch]:
+    codes: list[CodeMatch] = []
+    if not isinstance(raw, list):
+        raise MappingError(f"{w}codes has the wrong type")
+    for j, c in enumerate(raw):
+        cw = f"{w}codes[{j}]."
+        if not isinstance(c, dict):
+            raise MappingError(f"{cw[:-1]} is not an object")
+        if "value_set" in c:
+            if set(c) != {"value_set"} or not isinstance(c["value_set"], str):
+                raise MappingError(f"{cw[:-1]} with value_set takes nothing else")
+            codes.extend(load_value_set(c["value_set"], cw))
+            continue
+        system = _req(c, "system", str, cw)
+        forms = [c.get(k) for k in ("code", "code_prefix", "code_stem")]
+        if sum(x is not None for x in forms) != 1:
+            raise MappingError(f"{cw[:-1]} needs exactly one of code, code_prefix, code_stem")
+        if not all(isinstance(x, str) and x for x in forms if x is not None):
+            raise MappingError(f"{cw[:-1]} code must be a string")
+        codes.append(CodeMatch(system, forms[0], forms[1], code_stem=forms[2]))
+    if not codes:
+        raise MappingError(f"{w}codes is empty")
+    return codes
+
+
+def _parse_event(name: str, ev: Any, w: str, prefetch: Mapping[str, str]) -> EventMapping:
+    if not isinstance(ev, dict):
+        raise MappingError(f"{w[:-1]} is not an object")
+    key = _req(ev, "prefetch", str, w)
+    if key not in prefetch:
+        raise MappingError(f"{w}prefetch {key!r} is not a key of the mapping's prefetch")
+    resource = _req(ev, "resource", str, w)
+    if resource not in EVENT_RESOURCES:
+        raise MappingError(f"{w}resource must be one of {list(EVENT_RESOURCES)}")
+    return EventMapping(
+        name, _req(ev, "label", str, w), key, resource, tuple(_parse_codes(ev.get("codes"), w))
     )
 
 
 def _parse_feature(
-    f: Mapping[str, Any], w: str, prefetch: Mapping[str, str], kind: ModelKind
+    f: Mapping[str, Any],
+    w: str,
+    prefetch: Mapping[str, str],
+    kind: ModelKind,
+    events: Mapping[str, EventMapping],
 ) -> FeatureMapping:
     name = _req(f, "input", str, w)
     fields = {i.name: i for i in kind.inputs if i.type in MAPPABLE}
     if name not in fields:
         raise MappingError(f"{w}input {name!r} is not an input of the JSON API for {kind.name}")
-    field = fields[name]
-    qty = field.rule.quantity if field.rule is not None else None
+    spec = fields[name]
+    qty = spec.rule.quantity if spec.rule is not None else None
     key = _req(f, "prefetch", str, w)
     if key not in prefetch:
         raise MappingError(f"{w}prefetch {key!r} is not a key of the mapping's prefetch")
@@ -169,7 +284,9 @@ def _parse_feature(
     value = _req(f, "value", str, w)
     if value not in RESOURCES[resource]:
         raise MappingError(f"{w}value {value!r} is not allowed for {resource}")
-    if (value == "presence") != (field.type == "boolean"):
+    if (value == "presence") != (spec.type == "boolean") or (value == "rates") != (
+        spec.type == "infusions"
+    ):
         raise MappingError(f"{w}value {value!r} does not fit input {name}")
     if value == "quantity" and qty is None:
         raise MappingError(f"{w}input {name} is unitless: use value number or integer")
@@ -183,33 +300,34 @@ def _parse_feature(
         not isinstance(window, int | float) or isinstance(window, bool) or window <= 0
     ):
         raise MappingError(f"{w}window_hours must be a positive number or null")
-    if window is None and resource == "Observation":
-        raise MappingError(f"{w}window_hours is required for Observation inputs")
+    if window is None and resource in ("Observation", "MedicationAdministration"):
+        raise MappingError(f"{w}window_hours is required for {resource} inputs")
     if window is not None and resource == "Condition":
         # A history counts whenever it began; a window here would silently not be applied.
         raise MappingError(
             f"{w}window_hours does not apply to Condition inputs (a recorded condition counts "
             "whenever it began): set it to null"
         )
-    codes: list[CodeMatch] = []
-    for j, c in enumerate(_req(f, "codes", list, w)):
-        cw = f"{w}codes[{j}]."
-        if not isinstance(c, dict):
-            raise MappingError(f"{cw[:-1]} is not an object")
-        if "value_set" in c:
-            if set(c) != {"value_set"} or not isinstance(c["value_set"], str):
-                raise MappingError(f"{cw[:-1]} with value_set takes nothing else")
-            codes.extend(load_value_set(c["value_set"], cw))
-            continue
-        system = _req(c, "system", str, cw)
-        code, prefix = c.get("code"), c.get("code_prefix")
-        if (code is None) == (prefix is None):
-            raise MappingError(f"{cw[:-1]} needs exactly one of code, code_prefix")
-        if not isinstance(code if code is not None else prefix, str):
-            raise MappingError(f"{cw[:-1]} code must be a string")
-        codes.append(CodeMatch(system, code, prefix))
-    if not codes:
-        raise MappingError(f"{w}codes is empty")
+    codes = _parse_codes(_req(f, "codes", list, w), w)
+    at: TimePoint | None = None
+    if value == "rates":
+        members = {c.member for c in codes}
+        if None in members or members != set(spec.members):
+            raise MappingError(
+                f"{w}codes for {name} must group codes by drug, for every one of "
+                f"{sorted(spec.members)} (a drug left out would silently count as 0)"
+            )
+        if bad := {c.salt for c in codes if c.salt is not None} - set(spec.salts):
+            raise MappingError(f"{w}codes name salts {sorted(bad)}, not one of {spec.salts}")
+        raw_at = _req(f, "at", dict, w)
+        event = _req(raw_at, "event", str, w + "at.")
+        offset = _req(raw_at, "offset_hours", (int, float), w + "at.")
+        if event not in events:
+            raise MappingError(f"{w}at.event {event!r} is not one of the mapping's events")
+        at = TimePoint(event, float(offset))
+    optional = f.get("optional", False)
+    if not isinstance(optional, bool) or optional and name not in kind.fhir_optional:
+        raise MappingError(f"{w}optional (true/false) is only for inputs {kind.fhir_optional}")
     unitless = f.get("unitless_codes", [])
     if not isinstance(unitless, list) or not all(isinstance(u, str) for u in unitless):
         raise MappingError(f"{w}unitless_codes must be a list of UCUM codes")
@@ -244,7 +362,9 @@ def _parse_feature(
         when_none_in_window=dict(fallback) if fallback is not None else None,
         when_prefetch_null=null_meaning,
         quantity=qty if value == "quantity" else None,
-        unit=field.rule.unit if field.rule is not None else "",
+        unit=spec.rule.unit if spec.rule is not None else "",
+        at=at,
+        optional=optional,
     )
 
 
@@ -261,16 +381,38 @@ def load_value_set(name: str, where: str = "") -> list[CodeMatch]:
     contains = doc.get("expansion", {}).get("contains") if isinstance(doc, dict) else None
     if doc.get("resourceType") != "ValueSet" or not isinstance(contains, list) or not contains:
         raise MappingError(f"{where}value_set {name!r} is not an expanded FHIR ValueSet")
-    out = []
+    out: list[CodeMatch] = []
     for item in contains:
-        if not (
-            isinstance(item, dict)
-            and isinstance(item.get("system"), str)
-            and isinstance(item.get("code"), str)
-        ):
-            raise MappingError(f"{where}value_set {name!r}: an entry lacks system or code")
-        out.append(CodeMatch(item["system"], item["code"], None, name))
+        if isinstance(item, dict) and item.get("abstract") is True and "contains" in item:
+            # a group (FHIR expansion.contains.contains): its code names the member, e.g. a drug
+            member = item.get("code")
+            children = item["contains"]
+            if not isinstance(member, str) or not isinstance(children, list) or not children:
+                raise MappingError(f"{where}value_set {name!r}: a group lacks code or contains")
+            out.extend(_value_set_code(name, child, where, member) for child in children)
+        else:
+            out.append(_value_set_code(name, item, where, None))
     return out
+
+
+SALT_EXTENSION = "urn:ecmo-risk-service:StructureDefinition/salt"
+"""On a value set code: the salt a dose coded so is of (valueCode, e.g. base)."""
+
+
+def _value_set_code(name: str, item: Any, where: str, member: str | None) -> CodeMatch:
+    if not (
+        isinstance(item, dict)
+        and isinstance(item.get("system"), str)
+        and isinstance(item.get("code"), str)
+    ):
+        raise MappingError(f"{where}value_set {name!r}: an entry lacks system or code")
+    salt = None
+    for ext in item.get("extension", []):
+        if isinstance(ext, dict) and ext.get("url") == SALT_EXTENSION:
+            salt = ext.get("valueCode")
+            if not isinstance(salt, str):
+                raise MappingError(f"{where}value_set {name!r}: a salt needs a valueCode")
+    return CodeMatch(item["system"], item["code"], None, name, member=member, salt=salt)
 
 
 def load_mappings(directory: Path | None = None) -> dict[str, ServiceMapping]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from service.core.fhir.mapping import FeatureMapping
+from service.core.fhir.mapping import CodeMatch, FeatureMapping
 from service.errors import FieldError
 
 # FHIR R4's dateTime grammar (datatypes.html#dateTime), read into groups: a year, year-month,
@@ -104,9 +104,16 @@ def codings(concept: Any) -> list[tuple[Any, Any, Any]]:
 
 
 def matches(fm: FeatureMapping, concept: Any) -> str | None:
+    found = match_code(fm.codes, concept)
+    return found[1] if found is not None else None
+
+
+def match_code(codes: Sequence[CodeMatch], concept: Any) -> tuple[CodeMatch, str] | None:
+    """The first of codes that one of concept's codings matches, with that coding's display."""
     for system, code, display in codings(concept):
-        if any(m.matches(system, code) for m in fm.codes):
-            return str(display or code)
+        for m in codes:
+            if m.matches(system, code):
+                return m, str(display or code)
     return None
 
 

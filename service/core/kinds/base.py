@@ -47,6 +47,11 @@ class InputField:
     """Required on its own; alternatives (vis_0h or infusions_0h) are the kind's cross_check."""
     label: str = ""
     """Shown to OIP clients; defaults to the rule's label."""
+    members: Mapping[str, InputRule] = field(default_factory=dict)
+    """infusions: each drug's rate rule (its {value, unit} is checked against it); a FHIR
+    mapping must code every drug."""
+    salts: tuple[str, ...] = ()
+    """infusions: the `salt` values a rate may name (a FHIR value set's code may state one)."""
 
     @property
     def description(self) -> str:
@@ -111,6 +116,9 @@ class ModelKind:
     cross_check: CrossCheckFn = _no_cross_check
     fhir_optional: tuple[str, ...] = ()
     """Inputs a FHIR mapping may produce besides the column form."""
+    alternatives: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Column-form input -> inputs that may be given instead (vis_0h or infusions_0h); the kind's
+    cross_check refuses both at once. A FHIR mapping maps an input or one of these."""
     outcome_phrase: str = ""
     """How a CDS card names the outcome ("intracranial hemorrhage")."""
     feature_inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)

@@ -213,8 +213,18 @@ KIND = ModelKind(
         InputField("lactate_24h", "quantity", LACTATE_RULE, required=True),
         InputField("vis_0h", "number", VIS_RULE),
         InputField("vis_24h", "number", VIS_RULE),
-        InputField("infusions_0h", "infusions"),
-        InputField("infusions_24h", "infusions"),
+        InputField(
+            "infusions_0h",
+            "infusions",
+            members=RATE_RULES,
+            salts=tuple(NOREPINEPHRINE_SALTS),
+        ),
+        InputField(
+            "infusions_24h",
+            "infusions",
+            members=RATE_RULES,
+            salts=tuple(NOREPINEPHRINE_SALTS),
+        ),
         InputField("body_weight", "quantity", BODY_WEIGHT),
     ),
     resolve=_resolve,
@@ -222,6 +232,10 @@ KIND = ModelKind(
     score_columns=_score_columns,
     cross_check=_cross_check,
     fhir_optional=("body_weight",),
+    alternatives={"vis_0h": ("infusions_0h",), "vis_24h": ("infusions_24h",)},
     outcome_phrase="successful weaning from VA-ECMO",
-    feature_inputs={"vrr": ("vis_0h", "vis_24h")},
+    feature_inputs={
+        "vrr": ("vis_0h", "infusions_0h", "vis_24h", "infusions_24h"),
+        "vis_24h": ("vis_24h", "infusions_24h"),
+    },
 )
