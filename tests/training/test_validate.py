@@ -58,9 +58,19 @@ def _independent(path: Path, artifact: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_the_example_cohorts_are_the_documented_simulation(tmp_path):
+    # Equal up to the last bits of a float: numpy's vectorised exp/log may round the last digit
+    # differently on another CPU, so the bytes of the CSV are not the thing to compare.
     for period, path in ((1, EXAMPLE), (2, LATER)):
         write_csv(example_site_cohort(period), tmp_path / "x.csv")
-        assert (tmp_path / "x.csv").read_bytes() == path.read_bytes()
+        regenerated, shipped = (tmp_path / "x.csv").read_text(), path.read_text()
+        assert regenerated.splitlines()[0] == shipped.splitlines()[0]  # the columns
+        assert len(regenerated.splitlines()) == len(shipped.splitlines())
+        np.testing.assert_allclose(
+            np.loadtxt(tmp_path / "x.csv", delimiter=",", skiprows=1),
+            np.loadtxt(path, delimiter=",", skiprows=1),
+            rtol=1e-12,
+            atol=0,
+        )
 
 
 def test_report_numbers_match_an_independent_computation(site):
