@@ -185,8 +185,8 @@ def running(
         stop_server(server)
     # The in-process no-5xx check does not see real servers: read their access log instead.
     errors = server_errors(server.logs())
-    # A test that abandons requests on purpose (a client gone while every worker is stopped)
-    # declares how many: gunicorn then logs a 500 for each answer it could not deliver.
+    # A test that loses requests on purpose declares how many: gunicorn logs a 500 for an answer
+    # it could not deliver, nginx a 502 for a request whose worker was killed.
     undeliverable = [e for e in errors if '"route":"<http>"' in e][: server.abandoned_requests]
     errors = [e for e in errors if e not in undeliverable]
     assert not errors, "the server answered with a server error:\n" + "\n".join(errors)

@@ -207,5 +207,8 @@ def test_sigkilled_worker_is_replaced_and_failures_are_bounded_by_its_requests(
     )
     assert len(replaced - workers) == 1
     assert len(load.failed) <= held_per_worker, [(r.status, r.error) for r in load.failed]
+    # Behind nginx the killed worker's request is answered 502 and logged like any answer: that
+    # one is expected; any other 5xx still fails the server-log check.
+    server.abandoned_requests = len(load.failed)
     assert after and all(r.ok for r in after)
     assert request(server.port, "GET", "/health/ready")[0] == 200
