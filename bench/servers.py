@@ -90,6 +90,9 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     worker_pids_at_start: list[int] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    repo: Path = REPO
+    """The checkout to serve (bench.compare starts another one with its own virtualenv)."""
+    python: str = sys.executable
     _prom_dir: str | None = None
 
     @property
@@ -112,10 +115,11 @@ class Server:
         return env
 
     def start(self, ready_path: str = "/health/ready", timeout_s: float = 120.0) -> None:
-        cmd = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), self.app]
+        conf = self.repo / GUNICORN_CONF.relative_to(REPO)
+        cmd = [self.python, "-m", "gunicorn", "-c", str(conf), self.app]
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT
+            cmd, cwd=self.repo, env=self.env(), stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         deadline = time.monotonic() + timeout_s
