@@ -142,10 +142,25 @@ def _inputs_loader(kind: ModelKind) -> Callable[[Any], dict[str, Any]]:
                 verdicts[keys] = verdict
         return verdict
 
+    # The key set last accepted: the patients of a batch usually share one, and comparing a dict's
+    # keys with it allocates nothing (frozenset(inputs) and its hash were a tenth of this path).
+    # Only acceptable sets are stored, so a race between threads cannot accept a wrong one.
+    last: list[frozenset[str] | None] = [None]
+    check_of = checks.__getitem__
+
     def load(inputs: Any) -> dict[str, Any]:
-        if type(inputs) is not dict or not acceptable(frozenset(inputs)):
+        if type(inputs) is not dict:
             raise _Reject
-        return {name: checks[name](value) for name, value in inputs.items()}
+        if inputs.keys() != last[0]:
+            keys = frozenset(inputs)
+            if not acceptable(keys):
+                raise _Reject
+            last[0] = keys
+        # A loop, not a comprehension: before Python 3.12 a comprehension is a function call.
+        out = {}
+        for name, value in inputs.items():
+            out[name] = check_of(name)(value)
+        return out
 
     return load
 

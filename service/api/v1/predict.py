@@ -72,17 +72,21 @@ def _contributions(
 ) -> list[dict[str, Any]]:
     """The contributions in `order`; direction as core.predictor.direction_of words it, inlined:
     1,000 patients make 4,000 contributions, and the calls were a tenth of a batch's time."""
-    return [
-        {
-            "feature": names[j],
-            "label": labels[j],
-            "value": values[j],
-            "unit": units[j],
-            "log_odds": terms[j],
-            "direction": "raises" if terms[j] > 0 else "lowers" if terms[j] < 0 else "neutral",
-        }
-        for j in order
-    ]
+    out = []
+    # A loop, not a comprehension: before Python 3.12 a comprehension is a function call.
+    for j in order:
+        term = terms[j]
+        out.append(
+            {
+                "feature": names[j],
+                "label": labels[j],
+                "value": values[j],
+                "unit": units[j],
+                "log_odds": term,
+                "direction": "raises" if term > 0 else "lowers" if term < 0 else "neutral",
+            }
+        )
+    return out
 
 
 def prediction_body(p: Prediction) -> dict[str, Any]:
