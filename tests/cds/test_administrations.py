@@ -269,3 +269,16 @@ def test_a_rate_beyond_the_bounds_is_400_at_its_element(shipped: FlaskClient) ->
     assert [e["path"] for e in r.get_json()["errors"]] == [
         "prefetch.vasoactives.entry[1].resource.dosage.rateQuantity.value"
     ]
+
+
+def test_an_observation_without_a_code_is_not_read_as_an_unresolved_medication(
+    shipped: FlaskClient,
+) -> None:
+    body = record("ich_patient_us.json")
+    uncoded = copy.deepcopy(by_id(body, "platelets", "plt-3"))
+    del uncoded["code"]
+    uncoded["id"] = "plt-uncoded"
+    body["prefetch"]["platelets"]["entry"].append({"resource": uncoded})
+    assert probability(shipped.post(ICH, json=body)) == pytest.approx(
+        json_api(shipped, "ich", SAME_PATIENT), rel=1e-9
+    )
