@@ -386,6 +386,42 @@ class _Extractor:
             return None, None
         return None, "without a value"
 
+    def matching(
+        self,
+        resource: str,
+        codes: Sequence[CodeMatch],
+        entries: Sequence[tuple[str, dict[str, Any]]],
+        counted: Sequence[str],
+        skipped: _Skipped | None = None,
+    ) -> tuple[list[tuple[str, dict[str, Any], tuple[CodeMatch, str]]], int]:
+        """The entries of `resource` coded in `codes` whose status is counted, each with the code
+        it matched and its display; and how many reference a Medication the Bundle lacks (whether
+        they count cannot be told). A missing status is an error; another is noted in skipped."""
+        index = _index(entries)
+        found: list[tuple[str, dict[str, Any], tuple[CodeMatch, str]]] = []
+        unidentified = 0
+        for path, res in entries:
+            if res["resourceType"] != resource:
+                continue
+            concept = _code_of(res, index)
+            if concept is None:
+                unidentified += 1
+                continue
+            hit = match_code(codes, concept)
+            if hit is None:
+                continue
+            status = res.get("status")
+            if status not in counted:
+                if not isinstance(status, str):
+                    self.errors.append(
+                        FieldError(f"{path}.status", f"{resource}.status is required", "required")
+                    )
+                elif skipped is not None:
+                    skipped.add(f"with status {status}")
+                continue
+            found.append((path, res, hit))
+        return found, unidentified
+
     def observations(
         self, fm: FeatureMapping, entries: Sequence[tuple[str, dict[str, Any]]], complete: bool
     ) -> tuple[Any, ExtractedInput] | None:
@@ -394,28 +430,8 @@ class _Extractor:
         counted = (
             ACCEPTED_OBSERVATION_STATUS if fm.resource == "Observation" else COUNTED_ADMINISTRATION
         )
-        index = _index(entries)
-        unidentified = 0
-        for path, res in entries:
-            if res["resourceType"] != fm.resource:
-                continue
-            concept = _code_of(res, index)
-            if concept is None:
-                unidentified += 1  # a medicationReference not in the Bundle
-                continue
-            if match_code(fm.codes, concept) is None:
-                continue
-            status = res.get("status")
-            if status not in counted:
-                if not isinstance(status, str):
-                    self.errors.append(
-                        FieldError(
-                            f"{path}.status", f"{fm.resource}.status is required", "required"
-                        )
-                    )
-                else:
-                    skipped.add(f"with status {status}")
-                continue
+        found, unidentified = self.matching(fm.resource, fm.codes, entries, counted, skipped)
+        for path, res, _ in found:
             source, reason = self.observation_value(fm, path, res)
             if source is None:
                 if reason:
@@ -679,31 +695,13 @@ class _Extractor:
                 )
             )
             return None
-        index = _index(entries)
         running: dict[str, list[tuple[str, Mapping[str, Any], CodeMatch, str]]] = {}
-        unidentified = 0
         missing_before = len(self.missing)
-        for path, res in entries:
-            if res["resourceType"] != "MedicationAdministration":
-                continue
-            concept = _code_of(res, index)
-            if concept is None:
-                unidentified += 1
-                continue
-            hit = match_code(fm.codes, concept)
-            if hit is None:
-                continue
-            status = res.get("status")
-            if status not in COUNTED_ADMINISTRATION:
-                if not isinstance(status, str):
-                    self.errors.append(
-                        FieldError(
-                            f"{path}.status",
-                            "MedicationAdministration.status is required",
-                            "required",
-                        )
-                    )
-                continue
+        found, unidentified = self.matching(
+            "MedicationAdministration", fm.codes, entries, COUNTED_ADMINISTRATION
+        )
+        for path, res, hit in found:
+            status = res["status"]
             span = self.period(path, res)
             if span is None:
                 continue  # a bolus (effectiveDateTime), or reported as an error
@@ -946,10 +944,11 @@ def _code_of(res: Mapping[str, Any], index: Mapping[str, Mapping[str, Any]]) -> 
     """The CodeableConcept a resource is matched on; for a MedicationAdministration its
     medicationCodeableConcept or the code of the Medication it references (contained, or an
     entry of the same Bundle). None: a referenced Medication that is not there."""
+    # Only a missing Medication is None: an uncoded resource simply matches nothing.
     if res.get("resourceType") != "MedicationAdministration":
-        return res.get("code")
+        return res.get("code") or {}
     if "medicationCodeableConcept" in res:
-        return res["medicationCodeableConcept"]
+        return res["medicationCodeableConcept"] or {}
     ref = res.get("medicationReference")
     reference = ref.get("reference") if isinstance(ref, dict) else None
     if not isinstance(reference, str):
