@@ -146,16 +146,18 @@ class ServiceMapping:
         input has a window (the service's own FHIR searches add it as a date filter; the
         extractor still applies each input's exact window). Keys read without a window (a
         Condition, an event) are not filtered."""
-        hours: dict[str, float | None] = {}
+        windows: dict[str, list[float]] = {}
+        unbounded = {ev.prefetch for ev in self.events.values()}
         for fm in self.features:
-            window = fm.window_hours
-            if fm.prefetch in hours and (hours[fm.prefetch] is None or window is None):
-                hours[fm.prefetch] = None
+            if fm.window_hours is None:
+                unbounded.add(fm.prefetch)
             else:
-                hours[fm.prefetch] = max(window, hours.get(fm.prefetch) or 0.0) if window else None
-        for ev in self.events.values():
-            hours[ev.prefetch] = None
-        return {k: now - timedelta(hours=h) for k, h in hours.items() if h is not None}
+                windows.setdefault(fm.prefetch, []).append(fm.window_hours)
+        return {
+            key: now - timedelta(hours=max(hours))
+            for key, hours in windows.items()
+            if key not in unbounded
+        }
 
 
 def _req(doc: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
@@ -248,12 +250,17 @@ def _parse_codes(raw: Any, w: str) -> list[CodeMatch]:
     return codes
 
 
+def _prefetch_key(doc: Mapping[str, Any], w: str, prefetch: Mapping[str, str]) -> str:
+    key: str = _req(doc, "prefetch", str, w)
+    if key not in prefetch:
+        raise MappingError(f"{w}prefetch {key!r} is not a key of the mapping's prefetch")
+    return key
+
+
 def _parse_event(name: str, ev: Any, w: str, prefetch: Mapping[str, str]) -> EventMapping:
     if not isinstance(ev, dict):
         raise MappingError(f"{w[:-1]} is not an object")
-    key = _req(ev, "prefetch", str, w)
-    if key not in prefetch:
-        raise MappingError(f"{w}prefetch {key!r} is not a key of the mapping's prefetch")
+    key = _prefetch_key(ev, w, prefetch)
     resource = _req(ev, "resource", str, w)
     if resource not in EVENT_RESOURCES:
         raise MappingError(f"{w}resource must be one of {list(EVENT_RESOURCES)}")
@@ -275,9 +282,7 @@ def _parse_feature(
         raise MappingError(f"{w}input {name!r} is not an input of the JSON API for {kind.name}")
     spec = fields[name]
     qty = spec.rule.quantity if spec.rule is not None else None
-    key = _req(f, "prefetch", str, w)
-    if key not in prefetch:
-        raise MappingError(f"{w}prefetch {key!r} is not a key of the mapping's prefetch")
+    key = _prefetch_key(f, w, prefetch)
     resource = _req(f, "resource", str, w)
     if resource not in RESOURCES:
         raise MappingError(f"{w}resource must be one of {sorted(RESOURCES)}")
