@@ -231,3 +231,15 @@ def gunicorn(
     argv = [sys.executable, "-m", "gunicorn", *GUNICORN_ARGS]
     with running(argv, full_env, REPO, port, tmp_path / f"gunicorn-{port}.log", ready_timeout) as s:
         yield s
+
+
+def unshare_works() -> bool:
+    """Whether this machine lets an unprivileged process make a private mount namespace (tests
+    that hide nginx or mount a tiny tmpfs run in one; nothing leaks out of it)."""
+    try:
+        probe = subprocess.run(
+            ["unshare", "--mount", "--map-root-user", "true"], capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0

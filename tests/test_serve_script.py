@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.factories import ICH_INPUTS, write_model
-from tests.server import REPO, Server, free_port, running
+from tests.server import REPO, Server, free_port, running, unshare_works
 from tests.test_gunicorn_metrics import total
 
 pytestmark = pytest.mark.slow
@@ -57,16 +57,6 @@ def test_two_instances_of_scripts_serve_do_not_share_or_wipe_metrics(tmp_path: P
     assert list(tmp.glob("ecmo-prom-*")) == []
 
 
-def _unshare_works() -> bool:
-    try:
-        probe = subprocess.run(
-            ["unshare", "--mount", "--map-root-user", "true"], capture_output=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
-
-
 def _without_nginx(empty: Path) -> list[str]:
     """argv prefix: a private mount namespace in which /usr/sbin (where Debian puts nginx) is an
     empty directory, as on a fresh developer machine; nothing leaks out of the namespace."""
@@ -89,7 +79,7 @@ def _env_without_nginx(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.skipif(not _unshare_works(), reason="no mount namespaces here (unshare)")
+@pytest.mark.skipif(not unshare_works(), reason="no mount namespaces here (unshare)")
 def test_scripts_serve_on_a_machine_without_nginx_serves_with_gunicorn_alone_and_says_so(
     tmp_path: Path,
 ) -> None:
@@ -106,7 +96,7 @@ def test_scripts_serve_on_a_machine_without_nginx_serves_with_gunicorn_alone_and
     assert "no nginx on this machine" in logs and "ECMO_PROXY=off" in logs
 
 
-@pytest.mark.skipif(not _unshare_works(), reason="no mount namespaces here (unshare)")
+@pytest.mark.skipif(not unshare_works(), reason="no mount namespaces here (unshare)")
 def test_scripts_serve_asked_for_nginx_explicitly_without_nginx_fails_with_the_reason(
     tmp_path: Path,
 ) -> None:

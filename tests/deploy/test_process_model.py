@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.slowclients import run as slow_clients
 from tests.deploy.harness import host_env, parse_dockerfile, request
 from tests.factories import WEANING_INPUTS
-from tests.server import REPO, Server, free_port, running, wait_until
+from tests.server import REPO, Server, free_port, running, unshare_works, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -214,16 +213,6 @@ def test_liveness_fails_while_workers_keep_crashing_and_not_for_clean_restarts(
     assert _predict(server.port) == 200  # readiness is not liveness: the new workers serve
 
 
-def _tmpfs_available() -> bool:
-    try:
-        probe = subprocess.run(
-            ["unshare", "--mount", "--map-root-user", "true"], capture_output=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
-
-
 def _in_tmpfs(directory: Path, size: str) -> list[str]:
     """argv prefix: run the command in a private mount namespace with a `size` tmpfs on
     `directory` (unprivileged: a user namespace maps us to root there; nothing leaks out)."""
@@ -232,7 +221,7 @@ def _in_tmpfs(directory: Path, size: str) -> list[str]:
     return ["unshare", "--mount", "--map-root-user", "sh", "-c", script, "sh", size, str(directory)]
 
 
-@pytest.mark.skipif(not _tmpfs_available(), reason="no mount namespaces here (unshare)")
+@pytest.mark.skipif(not unshare_works(), reason="no mount namespaces here (unshare)")
 def test_a_full_metrics_tmpfs_does_not_kill_predictions(
     serve: Callable[..., Server], tmp_path: Path, report: Callable[[str], None]
 ) -> None:
